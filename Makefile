@@ -1,0 +1,73 @@
+# dbaasctl developer entry points. `make demo` and `make test` are all a fresh machine needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := postgresql mariadb-server mariadb-client unixodbc unixodbc-dev odbc-postgresql odbc-mariadb openssl
+STAMP := $(VENV)/.installed
+
+.PHONY: help setup system-packages venv testbed-binaries lint fmt test test-unit test-e2e cluster-up cluster-down demo bench soak clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+setup: system-packages venv ## install missing Debian packages (as root) and the Python environment
+
+system-packages:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing: $$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing \
+	      || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; }; \
+	  else echo "missing Debian packages (run as root or install them): $$missing" >&2; exit 1; fi; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+testbed-binaries: ## build (or reuse) kube-apiserver, kube-controller-manager, etcd and helm
+	bash tests/e2e/controlplane/build.sh >/dev/null
+
+lint: venv ## ruff check, ruff format --check, mypy --strict src
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy --strict src
+
+fmt: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test-unit: venv
+	$(PY) -m pytest tests/unit -q
+
+test-e2e: setup testbed-binaries
+	$(PY) -m pytest tests/e2e -q
+
+test: setup testbed-binaries lint ## everything: lint, unit and e2e tests against the real test bed
+	$(PY) -m pytest tests -q -p no:cacheprovider
+
+cluster-up: setup testbed-binaries ## start a local control plane for manual use (prints KUBECONFIG)
+	$(PY) -m testbed cluster-up
+
+cluster-down: venv ## stop the control plane started by cluster-up
+	$(PY) -m testbed cluster-down
+
+demo: setup testbed-binaries ## run the operator on a local control plane + PostgreSQL and show a Secret (KEEP=1 keeps it)
+	$(PY) -m testbed demo
+
+bench: setup testbed-binaries ## benchmarks (not part of make test); results in bench/results/
+	$(PY) -m bench
+
+soak: setup testbed-binaries ## the reliability suite at a larger scale
+	DBAASCTL_SOAK=1 $(PY) -m pytest tests/e2e -q -k reliability
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info src/*.egg-info

@@ -1,0 +1,5 @@
+"""Allows `python -m dbaasctl`."""
+
+from dbaasctl.cli import main
+
+raise SystemExit(main())
