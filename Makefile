@@ -7,6 +7,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := postgresql mariadb-server mariadb-client unixodbc unixodbc-dev odbc-postgresql odbc-mariadb openssl
 STAMP := $(VENV)/.installed
+# The test bed (tests/e2e/testbed) and the benchmarks are importable from the make targets.
+export PYTHONPATH := $(CURDIR)/tests/e2e:$(CURDIR)
 
 .PHONY: help setup system-packages venv testbed-binaries lint fmt test test-unit test-e2e cluster-up cluster-down demo bench soak clean
 
