@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from testbed.controlplane import ControlPlane, KubeTools
 
 DATA = Path(__file__).parent / "data"
