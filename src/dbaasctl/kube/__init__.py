@@ -1,1 +1,55 @@
-"""kube."""
+"""Generic controller kit: API client, informers, work queue, workers, leader election, Events, manager.
+
+Knows nothing about databases; imports nothing of dbaasctl but `dbaasctl.observability`.
+"""
+
+from dbaasctl.kube.client import (
+    CONFIGMAPS,
+    CORE_EVENTS,
+    EVENTS,
+    LEASES,
+    NAMESPACES,
+    SECRETS,
+    ApiError,
+    KubeClient,
+    ResourceRef,
+    WatchIdleTimeout,
+    micro_time,
+    object_key,
+    split_key,
+)
+from dbaasctl.kube.controller import Controller, Result, TerminalError
+from dbaasctl.kube.events import EventRecorder, ObjectRef
+from dbaasctl.kube.informer import DeletedFinalStateUnknown, Informer
+from dbaasctl.kube.leader import LeaderElectionConfig, LeaderElector
+from dbaasctl.kube.manager import Manager, ManagerSettings
+from dbaasctl.kube.workqueue import ShutDownError, WorkQueue
+
+__all__ = [
+    "CONFIGMAPS",
+    "CORE_EVENTS",
+    "EVENTS",
+    "LEASES",
+    "NAMESPACES",
+    "SECRETS",
+    "ApiError",
+    "Controller",
+    "DeletedFinalStateUnknown",
+    "EventRecorder",
+    "Informer",
+    "KubeClient",
+    "LeaderElectionConfig",
+    "LeaderElector",
+    "Manager",
+    "ManagerSettings",
+    "ObjectRef",
+    "ResourceRef",
+    "Result",
+    "ShutDownError",
+    "TerminalError",
+    "WatchIdleTimeout",
+    "WorkQueue",
+    "micro_time",
+    "object_key",
+    "split_key",
+]

@@ -1,0 +1,77 @@
+"""`Database` (dbaasctl.io/v1, namespaced, short name `db`): one end-user request for a database.
+
+Mirrors deploy/crds/databases.dbaasctl.io.yaml; tests/unit/test_api_drift.py fails when the
+two disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from dbaasctl.api.common import ApiModel, ObjectMeta, Timestamp
+from dbaasctl.api.conditions import Condition
+
+__all__ = [
+    "API_VERSION",
+    "FINALIZER",
+    "GROUP",
+    "KIND",
+    "PLURAL",
+    "ROTATE_ANNOTATION",
+    "VERSION",
+    "Database",
+    "DatabaseSpec",
+    "DatabaseStatus",
+    "DeletionPolicy",
+]
+
+GROUP = "dbaasctl.io"
+VERSION = "v1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "Database"
+PLURAL = "databases"
+#: Setting this annotation asks for a credential rotation; see DatabaseStatus.rotation_token.
+ROTATE_ANNOTATION = "dbaasctl.io/rotate"
+FINALIZER = "dbaasctl.io/finalizer"
+
+DeletionPolicy = Literal["Delete", "Retain"]
+
+
+class DatabaseSpec(ApiModel):
+    endpoint: str
+    params: dict[str, str] = Field(default_factory=dict)
+    deletion_policy: DeletionPolicy = "Delete"
+    secret_name: str | None = None
+
+
+class DatabaseStatus(ApiModel):
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = None
+    secret_name: str | None = None
+    endpoint: str | None = None
+    provisioned_at: Timestamp | None = None
+    last_rotation_time: Timestamp | None = None
+    #: The last distinct value of the rotate annotation (other than "true") already honoured;
+    #: a new value means "rotate again", the same value means "already done".
+    rotation_token: str | None = None
+    credential_generation: int | None = None
+
+
+class Database(ApiModel):
+    api_version: str = API_VERSION
+    kind: str = KIND
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: DatabaseSpec
+    status: DatabaseStatus = Field(default_factory=DatabaseStatus)
+
+    @property
+    def key(self) -> str:
+        """The work-queue key, `namespace/name`."""
+        return f"{self.metadata.namespace or ''}/{self.metadata.name}"
+
+    @property
+    def secret_name(self) -> str:
+        """The credentials Secret's name: `spec.secretName`, else `<name>-credentials`."""
+        return self.spec.secret_name or f"{self.metadata.name}-credentials"

@@ -1,0 +1,244 @@
+"""The stable vocabulary of the Database controller: condition reasons and Event reasons.
+
+Alerting rules, dashboards and runbooks key on these strings, so they are an interface: add new ones,
+never rename. `docs/conditions.md` is generated from `CATALOGUE` (a unit test fails when it is stale),
+so the documentation cannot drift from what the operator emits.
+
+Messages that accompany a reason are written by the controller from facts it owns (names, keys, counts,
+exception *class* names); a DBMS's own error text never goes into an Event or a condition, because it
+may echo a password or a DSN. The full, redacted error is logged instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "CATALOGUE",
+    "COND_READY",
+    "Reason",
+    "render_markdown",
+]
+
+COND_READY = "Ready"
+
+EventType = Literal["Normal", "Warning"]
+
+
+@dataclass(frozen=True)
+class Reason:
+    name: str
+    event: EventType | None  # the Event type when emitted as an Event; None: condition only
+    ready: Literal["True", "False", "Unknown"] | None  # the Ready status when used as its reason
+    meaning: str
+
+
+# --- progress (Normal events) --------------------------------------------------------------------
+CREATING = "Creating"
+CREATED = "Created"
+PROVISIONED = "Provisioned"
+ROTATING = "Rotating"
+ROTATED = "Rotated"
+SECRET_CREATED = "SecretCreated"
+SECRET_UPDATED = "SecretUpdated"
+SECRET_REPAIRED = "SecretRepaired"
+DELETING = "Deleting"
+DELETED = "Deleted"
+RETAINED = "Retained"
+
+# --- admission: wrong configuration, no DBMS call was made ---------------------------------------
+CONFIG_NOT_FOUND = "ConfigNotFound"
+ENDPOINT_NOT_FOUND = "EndpointNotFound"
+CLASS_NOT_FOUND = "ClassNotFound"
+CLASS_INVALID = "ClassInvalid"
+DRIVER_NOT_SUPPORTED = "DriverNotSupported"
+OPERATION_NOT_SUPPORTED = "OperationNotSupported"
+NAMESPACE_NOT_ALLOWED = "NamespaceNotAllowed"
+INVALID_PARAMETERS = "InvalidParameters"
+TEMPLATE_ERROR = "TemplateError"
+SECRET_CONFLICT = "SecretConflict"
+
+# --- DBMS and API failures -------------------------------------------------------------------------
+ENDPOINT_UNAVAILABLE = "EndpointUnavailable"
+CREATE_FAILED = "CreateFailed"
+ROTATE_FAILED = "RotateFailed"
+DELETE_FAILED = "DeleteFailed"
+SECRET_TEMPLATE_ERROR = "SecretTemplateError"
+SECRET_WRITE_FAILED = "SecretWriteFailed"
+
+CATALOGUE: tuple[Reason, ...] = (
+    Reason(CREATING, "Normal", None, "The create procedure is being called."),
+    Reason(CREATED, "Normal", None, "The create procedure succeeded; the database exists on the endpoint."),
+    Reason(
+        PROVISIONED,
+        None,
+        "True",
+        "The database exists and the Secret holds working credentials (set after create).",
+    ),
+    Reason(
+        ROTATING,
+        "Normal",
+        None,
+        "The rotate procedure is being called; the message says why (annotation, Secret deleted or "
+        "changed, schedule).",
+    ),
+    Reason(ROTATED, "Normal", "True", "New credentials were issued and written to the Secret."),
+    Reason(SECRET_CREATED, "Normal", None, "The credentials Secret was created."),
+    Reason(SECRET_UPDATED, "Normal", None, "The credentials Secret's data was replaced after a rotation."),
+    Reason(
+        SECRET_REPAIRED,
+        "Normal",
+        None,
+        "Our labels or owner reference were missing from the Secret and were put back (data untouched).",
+    ),
+    Reason(
+        DELETING, "Normal", "False", "The Database is being deleted; the delete procedure is being called."
+    ),
+    Reason(DELETED, "Normal", None, "The delete procedure succeeded; the Secret is removed next."),
+    Reason(
+        RETAINED,
+        "Normal",
+        None,
+        "deletionPolicy is Retain: the database and the Secret were kept and released from the operator.",
+    ),
+    Reason(
+        CONFIG_NOT_FOUND,
+        "Warning",
+        "False",
+        "The OperatorConfig named by --config-name does not exist (or is invalid) in the operator's namespace.",
+    ),
+    Reason(ENDPOINT_NOT_FOUND, "Warning", "False", "spec.endpoint is not declared in the OperatorConfig."),
+    Reason(
+        CLASS_NOT_FOUND,
+        "Warning",
+        "False",
+        "The DatabaseClass the endpoint is bound to does not exist.",
+    ),
+    Reason(
+        CLASS_INVALID,
+        "Warning",
+        "False",
+        "The DatabaseClass does not pass validation (e.g. positional input keys with gaps).",
+    ),
+    Reason(
+        DRIVER_NOT_SUPPORTED,
+        "Warning",
+        "False",
+        "The class's driver is not available in this operator build or the endpoint was opened with another.",
+    ),
+    Reason(
+        OPERATION_NOT_SUPPORTED,
+        "Warning",
+        "False",
+        "The class declares no procedure for the operation needed (e.g. no rotate).",
+    ),
+    Reason(
+        NAMESPACE_NOT_ALLOWED,
+        "Warning",
+        "False",
+        "The endpoint's allowedNamespaces does not admit the Database's namespace.",
+    ),
+    Reason(
+        INVALID_PARAMETERS,
+        "Warning",
+        "False",
+        "spec.params violates the class's declared parameters (unknown, missing required, pattern, length).",
+    ),
+    Reason(
+        TEMPLATE_ERROR,
+        "Warning",
+        "False",
+        "A procedure input template of the class cannot be rendered for this Database (missing key, "
+        "syntax error).",
+    ),
+    Reason(
+        SECRET_CONFLICT,
+        "Warning",
+        "False",
+        "A Secret with the target name exists and is not owned by this Database; it is never overwritten.",
+    ),
+    Reason(
+        ENDPOINT_UNAVAILABLE,
+        "Warning",
+        "False",
+        "The endpoint cannot be reached or is not configured correctly (DSN, DSN Secret, connection, timeout).",
+    ),
+    Reason(
+        CREATE_FAILED,
+        "Warning",
+        "False",
+        "The create procedure raised an error or returned an invalid result.",
+    ),
+    Reason(
+        ROTATE_FAILED,
+        "Warning",
+        "True",
+        "The rotate procedure failed. Ready stays True while the Secret still holds the previous, working "
+        "credentials (False if it is gone); the database is never re-created. Retried with backoff.",
+    ),
+    Reason(
+        DELETE_FAILED,
+        "Warning",
+        "False",
+        "The delete procedure failed or cannot be called; the Database stays (Terminating) and is retried "
+        "with backoff until it succeeds.",
+    ),
+    Reason(
+        SECRET_TEMPLATE_ERROR,
+        "Warning",
+        "False",
+        "The class's secretFormat cannot be rendered from the procedure result; fix the class, the next "
+        "attempt rotates to obtain a fresh result.",
+    ),
+    Reason(
+        SECRET_WRITE_FAILED,
+        "Warning",
+        None,
+        "The API server refused to write the Secret (RBAC, quota, validation); retried with backoff.",
+    ),
+)
+
+_BY_NAME = {r.name: r for r in CATALOGUE}
+
+
+def get(name: str) -> Reason:
+    return _BY_NAME[name]
+
+
+def render_markdown() -> str:
+    """The body of docs/conditions.md."""
+    lines = [
+        "# Conditions and Events",
+        "",
+        "<!-- Generated from src/dbaasctl/controller/reasons.py; tests/unit/test_controller_reasons.py"
+        " fails when this file is stale. Regenerate with:",
+        "     python -c 'from dbaasctl.controller.reasons import render_markdown as r; print(r(), end=\"\")'"
+        " > docs/conditions.md -->",
+        "",
+        "Every `Database` carries a `Ready` condition (with `observedGeneration`) whose `reason` says what",
+        "happened last, and the operator records an Event for each step and each failure. Reasons are a",
+        "stable interface: alert on them. `kubectl get db` shows the Ready status and reason;",
+        "`kubectl describe db <name>` shows the Events.",
+        "",
+        "Messages never contain credentials, DSNs or a DBMS's own error text (which may echo either); the",
+        "operator's log has the full error, with secrets masked.",
+        "",
+        "Ready semantics: `True` means the database exists and the Secret holds working credentials.",
+        "`status.provisionedAt` (not `Ready`) decides whether the create procedure runs, so a failed",
+        "rotation or a lost Secret never leads to a second create.",
+        "",
+        "| Reason | Event | Ready | Meaning |",
+        "|---|---|---|---|",
+    ]
+    for reason in CATALOGUE:
+        lines.append(
+            f"| `{reason.name}` | {reason.event or '-'} | {reason.ready or '-'} | {reason.meaning} |"
+        )
+    lines += [
+        "",
+        "Metrics for the same facts: `dbaasctl_database_operations_total{operation,result}`,",
+        "`dbaasctl_databases_not_ready{reason}` and `dbaasctl_database_deletes_failing`.",
+        "",
+    ]
+    return "\n".join(lines)

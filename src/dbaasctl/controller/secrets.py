@@ -1,0 +1,296 @@
+"""The credentials Secret: what we write, how we recognise ours, how we notice tampering.
+
+Ownership is the controller ownerReference carrying the Database's uid, nothing weaker: a Secret that
+merely has the right name (or even our labels) is someone else's and is never overwritten
+(`SecretConflict`). Our labels exist so the operator can watch only its own Secrets.
+
+Drift: we cannot re-derive a password (only the DBA's procedure can issue one), so when the data of our
+keys was edited or removed the repair is a rotation, which yields fresh, consistent credentials. To notice
+edits without keeping a copy, each write stamps the Secret with a SHA-256 checksum of our keys and values
+(the annotation sits on the Secret itself, so it tells a reader nothing the data does not already) and
+the list of our keys. Keys a user adds, and labels or annotations a user sets, are left alone: rotation
+patches only our keys, our labels and our bookkeeping annotations.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+__all__ = [
+    "CHECKSUM_ANNOTATION",
+    "DATABASE_LABEL",
+    "KEYS_ANNOTATION",
+    "MANAGED_BY",
+    "MANAGED_BY_LABEL",
+    "MissingResultKey",
+    "SecretState",
+    "binding_data",
+    "build_secret",
+    "checksum",
+    "decode_data",
+    "inspect_secret",
+    "metadata_repair_patch",
+    "owner_reference",
+    "release_patch",
+    "write_patch",
+]
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "dbaasctl"
+DATABASE_LABEL = "dbaasctl.io/database"
+CHECKSUM_ANNOTATION = "dbaasctl.io/data-checksum"
+KEYS_ANNOTATION = "dbaasctl.io/data-keys"
+#: The label selector of the operator's Secret informer.
+SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+
+
+class MissingResultKey(ValueError):
+    """The procedure result lacks a key the default (Service Binding) format needs."""
+
+
+def checksum(data: Mapping[str, str]) -> str:
+    canonical = json.dumps(sorted(data.items()), ensure_ascii=False, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def owner_reference(db: Mapping[str, Any]) -> dict[str, Any]:
+    meta = db["metadata"]
+    return {
+        "apiVersion": db.get("apiVersion", "dbaasctl.io/v1"),
+        "kind": db.get("kind", "Database"),
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _labels(db_name: str) -> dict[str, str]:
+    return {MANAGED_BY_LABEL: MANAGED_BY, DATABASE_LABEL: _label_value(db_name)}
+
+
+def _label_value(name: str) -> str:
+    # Label values are at most 63 characters; a Database name may be up to 253. The full name is in the
+    # ownerReference, the label only narrows watches and `kubectl get secret -l`.
+    return name if len(name) <= 63 else name[:54] + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
+
+
+def _encode(data: Mapping[str, str]) -> dict[str, str]:
+    return {k: base64.b64encode(v.encode("utf-8")).decode("ascii") for k, v in data.items()}
+
+
+def decode_data(secret: Mapping[str, Any]) -> dict[str, str | None]:
+    """The Secret's data as text; None for a value that is not valid base64/UTF-8."""
+    out: dict[str, str | None] = {}
+    for key, value in (secret.get("data") or {}).items():
+        try:
+            out[key] = base64.b64decode(value or "", validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            out[key] = None
+    for key, value in (secret.get("stringData") or {}).items():  # never stored, but harmless to honour
+        out[key] = value
+    return out
+
+
+def build_secret(db: Mapping[str, Any], name: str, data: Mapping[str, str]) -> dict[str, Any]:
+    """A new Secret owned by the Database."""
+    meta = db["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": _labels(meta["name"]),
+            "annotations": {CHECKSUM_ANNOTATION: checksum(data), KEYS_ANNOTATION: ",".join(sorted(data))},
+            "ownerReferences": [owner_reference(db)],
+        },
+        "data": _encode(data),
+    }
+
+
+def write_patch(secret: Mapping[str, Any], db: Mapping[str, Any], data: Mapping[str, str]) -> dict[str, Any]:
+    """Merge patch replacing our keys' data on an existing Secret of ours.
+
+    It carries the resourceVersion we read, so a concurrent edit makes the write fail with 409 and the
+    reconcile retries against the fresh object instead of overwriting what it did not see. Keys we wrote
+    before and no longer produce are removed; keys we never wrote are the user's and stay, as do labels
+    and annotations that are not ours.
+    """
+    meta = secret.get("metadata") or {}
+    current = secret.get("data") or {}
+    body_data: dict[str, str | None] = dict(_encode(data))
+    for key in sorted(_our_keys(secret) - set(data)):
+        if key in current:
+            body_data[key] = None
+    return {
+        "metadata": {
+            "resourceVersion": meta["resourceVersion"],
+            "labels": _labels(db["metadata"]["name"]),
+            "annotations": {CHECKSUM_ANNOTATION: checksum(data), KEYS_ANNOTATION: ",".join(sorted(data))},
+        },
+        "data": body_data,
+    }
+
+
+def metadata_repair_patch(secret: Mapping[str, Any], db: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Put our labels back on a Secret we own (ownerReference intact) whose labels were edited away.
+
+    None when nothing needs repair.
+    """
+    meta = secret.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    wanted = _labels(db["metadata"]["name"])
+    if all(labels.get(k) == v for k, v in wanted.items()):
+        return None
+    return {"metadata": {"resourceVersion": meta["resourceVersion"], "labels": wanted}}
+
+
+def release_patch(secret: Mapping[str, Any], db_uid: str) -> dict[str, Any] | None:
+    """Hand a Secret over to its users (deletionPolicy Retain): drop our ownerReference (so garbage
+    collection keeps it), our labels (so we stop watching it) and our bookkeeping annotations. The data,
+    and every label, annotation or owner that is not ours, stays. None when there is nothing to drop."""
+    meta = secret.get("metadata") or {}
+    refs = list(meta.get("ownerReferences") or [])
+    kept = [r for r in refs if r.get("uid") != db_uid]
+    body: dict[str, Any] = {"resourceVersion": meta["resourceVersion"]}
+    if len(kept) != len(refs):
+        body["ownerReferences"] = kept or None
+    labels = {k: None for k in (MANAGED_BY_LABEL, DATABASE_LABEL) if k in (meta.get("labels") or {})}
+    if labels:
+        body["labels"] = labels
+    annotations = {
+        k: None for k in (CHECKSUM_ANNOTATION, KEYS_ANNOTATION) if k in (meta.get("annotations") or {})
+    }
+    if annotations:
+        body["annotations"] = annotations
+    return {"metadata": body} if len(body) > 1 else None
+
+
+def _our_keys(secret: Mapping[str, Any]) -> set[str]:
+    annotations = (secret.get("metadata") or {}).get("annotations") or {}
+    text = annotations.get(KEYS_ANNOTATION)
+    if text is None:
+        return set()
+    return {k for k in text.split(",") if k}
+
+
+@dataclass(frozen=True)
+class SecretState:
+    """What the controller needs to know about the Secret at the target name."""
+
+    exists: bool
+    owned: bool  # controller ownerReference with this Database's uid
+    drifted: bool  # owned, but our keys' data differs from what we last wrote (or bookkeeping is gone)
+    needs_metadata_repair: bool  # owned, data fine, but our labels are missing or wrong
+
+
+def inspect_secret(secret: Mapping[str, Any] | None, db: Mapping[str, Any]) -> SecretState:
+    if secret is None:
+        return SecretState(exists=False, owned=False, drifted=False, needs_metadata_repair=False)
+    uid = db["metadata"]["uid"]
+    refs = (secret.get("metadata") or {}).get("ownerReferences") or []
+    owned = any(r.get("uid") == uid and r.get("controller") for r in refs)
+    if not owned:
+        return SecretState(exists=True, owned=False, drifted=False, needs_metadata_repair=False)
+    annotations = (secret.get("metadata") or {}).get("annotations") or {}
+    keys = _our_keys(secret)
+    data = decode_data(secret)
+    ours: dict[str, str] = {}
+    drifted = not keys or CHECKSUM_ANNOTATION not in annotations
+    for key in keys:
+        value = data.get(key)
+        if value is None:
+            drifted = True
+            break
+        ours[key] = value
+    if not drifted:
+        drifted = checksum(ours) != annotations[CHECKSUM_ANNOTATION]
+    repair = metadata_repair_patch(secret, db) is not None
+    return SecretState(exists=True, owned=True, drifted=drifted, needs_metadata_repair=repair)
+
+
+# --- the default format: Service Binding ----------------------------------------------------------
+
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "username": ("username", "user", "userName", "login"),
+    "password": ("password", "pass", "pwd"),
+    "database": ("database", "dbName", "dbname", "db", "databaseName"),
+    "host": ("host", "server", "fqdn", "hostname"),
+    "port": ("port",),
+}
+#: Service Binding `type` per driver (servicebinding.io well-known types).
+_BINDING_TYPE = {"postgres": "postgresql", "mysql": "mysql", "mariadb": "mysql", "sqlserver": "sqlserver"}
+_DEFAULT_PORT = {"postgres": "5432", "mysql": "3306", "mariadb": "3306", "sqlserver": "1433"}
+_URI_SCHEME = {"postgres": "postgresql", "mysql": "mysql", "mariadb": "mariadb", "sqlserver": "sqlserver"}
+
+
+def _pick(result: Mapping[str, str], name: str) -> tuple[str | None, str | None]:
+    for alias in _ALIASES[name]:
+        if result.get(alias):
+            return alias, result[alias]
+    folded = {k.lower(): k for k in result}
+    for alias in _ALIASES[name]:
+        key = folded.get(alias.lower())
+        if key is not None and result[key]:
+            return key, result[key]
+    return None, None
+
+
+def binding_data(
+    result: Mapping[str, str],
+    *,
+    driver: str,
+    endpoint_host: str | None = None,
+    endpoint_port: int | None = None,
+) -> dict[str, str]:
+    """Secret data in the Service Binding layout when the class has no `secretFormat`.
+
+    Well-known keys are mapped from the usual result names (user/username, dbName/database,
+    server/host, ...); host and port fall back to the endpoint's DSN (what the operator itself connects
+    to), the port then to the driver's default. Result keys that were not mapped are kept as they are,
+    so nothing the procedure returned is lost.
+    """
+    used: set[str] = set()
+    values: dict[str, str] = {}
+    for name in ("username", "password", "database", "host", "port"):
+        key, value = _pick(result, name)
+        if key is not None and value is not None:
+            used.add(key)
+            values[name] = value
+    for needed in ("username", "password"):
+        if needed not in values:
+            raise MissingResultKey(
+                f"the procedure result has no {needed} (looked for {', '.join(_ALIASES[needed])}); "
+                "return one or declare secretFormat in the DatabaseClass"
+            )
+    if "host" not in values and endpoint_host:
+        values["host"] = endpoint_host
+    if "port" not in values:
+        values["port"] = str(endpoint_port) if endpoint_port else _DEFAULT_PORT.get(driver, "")
+    binding_type = _BINDING_TYPE.get(driver, driver)
+    data = {
+        "type": binding_type,
+        "provider": driver,
+        **values,
+    }
+    if "host" in values:
+        auth = f"{quote(values['username'], safe='')}:{quote(values['password'], safe='')}"
+        port = f":{values['port']}" if values.get("port") else ""
+        path = f"/{quote(values['database'], safe='')}" if values.get("database") else ""
+        host = values["host"]
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"  # an IPv6 literal
+        data["uri"] = f"{_URI_SCHEME.get(driver, driver)}://{auth}@{host}{port}{path}"
+    for key, value in result.items():
+        if key not in used and key not in data:
+            data[key] = value
+    return {k: v for k, v in data.items() if v is not None}

@@ -1,0 +1,340 @@
+"""Generic ODBC through aioodbc/pyodbc: `{CALL proc(?, ...)}` with inputs by position ("0".."n-1").
+
+unixODBC drivers block, so every call runs as ONE function in this driver's own thread pool: execute,
+then every result set through `nextset()` (errors among result sets surface there). Doing it in one go
+means a timeout can act on a known state: the statement is cancelled with SQLCancel from another thread
+(the ODBC way), and the connection is discarded; if the driver does not return promptly, the connection
+is detached from the pool and closed when its thread finally returns, never reused. A driver-side query
+timeout slightly longer than ours is set as a backstop.
+
+Identifier quoting follows the server behind the driver (SQL_DBMS_NAME): PostgreSQL's case folding and
+double quotes, MySQL/MariaDB backticks, SQL Server brackets, otherwise the driver's quote character.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import aioodbc
+import pyodbc
+
+from dbaasctl.dbms.drivers.base import (
+    ParameterInfo,
+    PoolStats,
+    ProcedureError,
+    Reason,
+    ResultSet,
+    RoutineInfo,
+    positional_values,
+    rows_to_mapping,
+    split_procedure,
+)
+from dbaasctl.dbms.dsn import redact
+
+MAX_IDENTIFIER = 128
+_PREFIX = re.compile(r"^(\s*\[[^\]]*\])+\s*")
+_SUFFIX = re.compile(r"\s*\((?P<native>-?\d+)\)\s*\(SQL\w+\)\s*$|\s*\(SQL\w+\)\s*$")
+_NATIVE = re.compile(r"\((-?\d+)\)\s*\(SQL\w+\)\s*$")
+_NOT_FOUND_NATIVE = {1305, 2812}  # MySQL ER_SP_DOES_NOT_EXIST, SQL Server "Could not find stored procedure"
+_WRONG_PARAMETERS_NATIVE = {1318, 201, 8144, 8145}
+_TIMEOUT_NATIVE = {1969, 3024}  # MariaDB / MySQL max statement time
+_SQL_PARAM_INPUT, _SQL_PARAM_INPUT_OUTPUT, _SQL_RESULT_COL, _SQL_PARAM_OUTPUT, _SQL_RETURN_VALUE = (
+    1,
+    2,
+    3,
+    4,
+    5,
+)
+
+
+def odbc_value(value: str) -> str:
+    """Brace-quote a connection-string value (ODBC: `}` doubled inside braces)."""
+    return "{" + value.replace("}", "}}") + "}"
+
+
+class Dialect:
+    """How the server behind an ODBC driver spells identifiers and parameters."""
+
+    def __init__(self, dbms_name: str, quote_char: str) -> None:
+        name = dbms_name.lower()
+        self.name = dbms_name
+        if "postgres" in name:
+            self.style = "postgres"
+        elif "mysql" in name or "mariadb" in name:
+            self.style = "mysql"
+        elif "sql server" in name:
+            self.style = "sqlserver"
+        else:
+            self.style = "generic"
+        self.quote_char = quote_char.strip() or '"'
+
+    def quote(self, name: str) -> str:
+        if self.style == "postgres":
+            return '"' + name.lower() + '"'
+        if self.style == "mysql":
+            return "`" + name + "`"
+        if self.style == "sqlserver":
+            return "[" + name.replace("]", "]]") + "]"
+        q = self.quote_char
+        return q + name.replace(q, q + q) + q
+
+    def target(self, schema: str | None, bare: str) -> str:
+        return (self.quote(schema) + "." if schema else "") + self.quote(bare)
+
+
+class OdbcDriver:
+    kind = "odbc"
+    binding = "positional"
+
+    def __init__(
+        self,
+        connection_string: str,
+        *,
+        secrets: Iterable[str] = (),
+        max_connections: int = 10,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self._connection_string = connection_string
+        self._secrets = tuple(s for s in secrets if s)
+        self._max = max(1, max_connections)
+        self._connect_timeout = connect_timeout
+        # Calls + cancels + connects can all block at once; never share the loop's default executor.
+        self._executor = ThreadPoolExecutor(max_workers=self._max * 2 + 2, thread_name_prefix="dbaasctl-odbc")
+        self._pool: aioodbc.Pool | None = None
+        self._lock = asyncio.Lock()
+        self._dialect: Dialect | None = None
+        self._closed = False
+        self._detached = 0
+
+    # ---- pool -------------------------------------------------------------------------------------
+    async def _get_pool(self) -> aioodbc.Pool:
+        if self._closed:
+            raise ProcedureError(Reason.CONNECTION_FAILED, "driver is closed")
+        if self._pool is None:
+            async with self._lock:
+                if self._pool is None:
+                    self._pool = await aioodbc.create_pool(
+                        dsn=self._connection_string,
+                        minsize=0,
+                        maxsize=self._max,
+                        autocommit=True,
+                        timeout=math.ceil(self._connect_timeout),
+                        executor=self._executor,
+                        pool_recycle=300,
+                        after_created=self._after_created,
+                    )
+        return self._pool
+
+    def stats(self) -> PoolStats:
+        if self._pool is None:
+            return PoolStats(size=0, idle=0)
+        return PoolStats(size=int(self._pool.size), idle=int(self._pool.freesize))
+
+    async def close(self) -> None:
+        self._closed = True
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(pool.wait_closed(), timeout=10)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _in_thread(self, func: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+
+    async def _after_created(self, raw: Any) -> None:
+        """MariaDB Connector/ODBC corrupts long UTF-16 parameters (SQLPutData); send UTF-8 instead."""
+        dialect = await self._get_dialect(raw)
+        if dialect.style == "mysql":
+            await self._in_thread(_use_utf8, raw)
+
+    async def _get_dialect(self, raw: Any) -> Dialect:
+        if self._dialect is None:
+            name, quote = await self._in_thread(
+                lambda: (raw.getinfo(pyodbc.SQL_DBMS_NAME), raw.getinfo(pyodbc.SQL_IDENTIFIER_QUOTE_CHAR))
+            )
+            self._dialect = Dialect(str(name or ""), str(quote or '"'))
+        return self._dialect
+
+    # ---- statements -------------------------------------------------------------------------------
+    def statement(self, dialect: Dialect, procedure: str, inputs: Mapping[str, str]) -> tuple[str, list[str]]:
+        """`{CALL target(?, ...)}` and its positional values; subclasses change the calling convention."""
+        schema, bare = split_procedure(procedure, max_length=MAX_IDENTIFIER)
+        values = positional_values(inputs, procedure=procedure)
+        marks = ", ".join("?" for _ in values)
+        return "{CALL " + dialect.target(schema, bare) + "(" + marks + ")}", values
+
+    async def call(
+        self, procedure: str, inputs: Mapping[str, str], *, timeout: float, expect_rows: bool
+    ) -> dict[str, str]:
+        # Validate the class before touching the network: a bad name is a class error, not a DBMS one.
+        split_procedure(procedure, max_length=MAX_IDENTIFIER)
+        sets = await self._run(procedure, lambda d: self.statement(d, procedure, inputs), timeout)
+        return rows_to_mapping(sets, procedure=procedure) if expect_rows else {}
+
+    async def _run(
+        self,
+        procedure: str | None,
+        build: Callable[[Dialect], tuple[str, Sequence[object]]],
+        timeout: float,
+    ) -> list[ResultSet]:
+        deadline = asyncio.timeout(timeout)
+        pool: aioodbc.Pool | None = None
+        conn: Any = None
+        keep = False
+        try:
+            async with deadline:
+                pool = await self._get_pool()
+                conn = await pool.acquire()
+                raw = conn._conn  # aioodbc has no public accessor; we drive pyodbc in one thread call
+                dialect = await self._get_dialect(raw)
+                sql, values = build(dialect)
+                cursor = await self._in_thread(raw.cursor)
+                with contextlib.suppress(pyodbc.Error):  # not every driver supports it (psqlODBC)
+                    raw.timeout = math.ceil(timeout) + 2  # driver-side backstop; ours fires first
+                work = asyncio.ensure_future(self._in_thread(_execute_all, cursor, sql, list(values)))
+                try:
+                    sets: list[ResultSet] = await asyncio.shield(work)
+                except (TimeoutError, asyncio.CancelledError):
+                    await self._abandon(conn, raw, cursor, work)
+                    conn = None
+                    raise
+                keep = True
+                return sets
+        except TimeoutError:
+            if deadline.expired():
+                raise ProcedureError(
+                    Reason.OPERATION_TIMEOUT,
+                    f"{procedure or 'statement'} did not finish within {timeout:g}s; the statement was cancelled",
+                    procedure=procedure,
+                ) from None
+            raise ProcedureError(
+                Reason.CONNECTION_FAILED, "connection attempt timed out", procedure=procedure
+            ) from None
+        except pyodbc.Error as exc:
+            error = self._error(exc, procedure)
+            keep = error.reason not in (Reason.CONNECTION_FAILED, Reason.OPERATION_TIMEOUT)
+            if error.reason is Reason.CONNECTION_FAILED and pool is not None:
+                await pool.clear()
+            raise error from None
+        finally:
+            if conn is not None and pool is not None:
+                if not keep:
+                    with contextlib.suppress(pyodbc.Error):
+                        await conn.close()
+                await pool.release(conn)
+
+    async def _abandon(self, conn: Any, raw: Any, cursor: Any, work: asyncio.Future[Any]) -> None:
+        """Cancel the running statement and make sure the connection is never reused."""
+        with contextlib.suppress(TimeoutError, pyodbc.Error):
+            await asyncio.wait_for(self._in_thread(cursor.cancel), timeout=5)
+        with contextlib.suppress(BaseException):  # the call's own outcome no longer matters
+            await asyncio.wait_for(asyncio.shield(work), timeout=5)
+        conn._conn = None  # aioodbc now sees it closed: release() drops it
+        if work.done():
+            await self._in_thread(_quiet_close, raw)
+        else:
+            self._detached += 1
+            work.add_done_callback(lambda _: self._executor.submit(_quiet_close, raw))
+        pool = self._pool
+        if pool is not None:
+            await pool.release(conn)
+
+    def _error(self, exc: pyodbc.Error, procedure: str | None) -> ProcedureError:
+        sqlstate = str(exc.args[0]) if exc.args else ""
+        message = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+        native_match = _NATIVE.search(message)
+        native = int(native_match.group(1)) if native_match else None
+        text = _SUFFIX.sub("", _PREFIX.sub("", message)).strip()
+        if sqlstate.startswith("08") or sqlstate == "28000":
+            reason = Reason.CONNECTION_FAILED
+        elif sqlstate in ("HYT00", "HYT01", "HY008") or native in _TIMEOUT_NATIVE:
+            reason = Reason.OPERATION_TIMEOUT
+        elif native in _NOT_FOUND_NATIVE or (sqlstate == "42883" and "does not exist" in text):
+            reason = Reason.PROCEDURE_NOT_FOUND
+        elif native in _WRONG_PARAMETERS_NATIVE:
+            reason = Reason.WRONG_PARAMETERS
+        else:
+            reason = Reason.PROCEDURE_FAILED
+        text = redact(f"[{sqlstate}] {text}", self._secrets)
+        return ProcedureError(
+            reason, (f"{procedure}: " if procedure else "") + text, procedure=procedure, sqlstate=sqlstate
+        )
+
+    async def ping(self, timeout: float) -> None:
+        await self._run(None, lambda _d: ("SELECT 1", []), timeout)
+
+    async def describe(self, procedure: str, *, timeout: float) -> list[RoutineInfo]:
+        """ODBC catalog functions (SQLProcedures / SQLProcedureColumns): names and directions."""
+        schema, bare = split_procedure(procedure, max_length=MAX_IDENTIFIER)
+        pool = await self._get_pool()
+        async with asyncio.timeout(timeout):
+            async with pool.acquire() as conn:
+                raw = conn._conn
+                rows = await self._in_thread(_procedure_columns, raw, bare, schema)
+        found: dict[tuple[str, str], list[ParameterInfo]] = {}
+        for proc_schema, proc_name, column, column_type in rows:
+            params = found.setdefault((proc_schema or "", proc_name), [])
+            mode = {
+                _SQL_PARAM_INPUT: "IN",
+                _SQL_PARAM_INPUT_OUTPUT: "INOUT",
+                _SQL_PARAM_OUTPUT: "OUT",
+                _SQL_RESULT_COL: "TABLE",
+            }.get(column_type)
+            if column is not None and mode is not None:
+                params.append(ParameterInfo(name=str(column or ""), mode=mode))
+        return [
+            RoutineInfo(schema=s, name=n.split(";")[0], kind="procedure", parameters=tuple(p))
+            for (s, n), p in found.items()
+        ]
+
+
+def _procedure_columns(raw: Any, bare: str, schema: str | None) -> list[tuple[str, str, str | None, int]]:
+    cur = raw.cursor()
+    try:
+        names = [(r.procedure_schem, r.procedure_name) for r in cur.procedures(procedure=bare, schema=schema)]
+        out: list[tuple[str, str, str | None, int]] = []
+        for proc_schema, proc_name in names:
+            columns = cur.procedureColumns(procedure=proc_name.split(";")[0], schema=proc_schema).fetchall()
+            if not columns:
+                out.append((proc_schema, proc_name, None, 0))
+            for c in columns:
+                out.append((proc_schema, proc_name, c.column_name, int(c.column_type)))
+        return out
+    finally:
+        cur.close()
+
+
+def _execute_all(cursor: Any, sql: str, values: list[object]) -> list[ResultSet]:
+    """Runs in a worker thread: the statement and every result set it produces."""
+    sets: list[ResultSet] = []
+    try:
+        cursor.execute(sql, values) if values else cursor.execute(sql)
+        while True:
+            if cursor.description:
+                columns = tuple(str(d[0]) for d in cursor.description)
+                rows = cursor.fetchall()
+                sets.append(ResultSet(columns=columns, rows=[tuple(r) for r in rows]))
+            if not cursor.nextset():
+                break
+    finally:
+        with contextlib.suppress(pyodbc.Error):
+            cursor.close()
+    return sets
+
+
+def _quiet_close(raw: Any) -> None:
+    with contextlib.suppress(pyodbc.Error):
+        raw.close()
+
+
+def _use_utf8(raw: Any) -> None:
+    raw.setencoding(encoding="utf-8")
+    raw.setdecoding(pyodbc.SQL_CHAR, encoding="utf-8")
+    raw.setdecoding(pyodbc.SQL_WCHAR, encoding="utf-8")

@@ -1,0 +1,304 @@
+"""PostgreSQL through asyncpg: functions called by named notation with bound parameters.
+
+    SELECT * FROM "schema"."fn"("k8sname" => $1, ...)
+
+Names follow PostgreSQL's rule for unquoted identifiers (ASCII case-folded), so a class written for the
+reference operator (`k8sName`, `sp_Create`) reaches the same function, and are then quoted, so reserved
+words work too. All columns are read and `key`/`value` picked by name, so extra columns are ignored.
+
+A *procedure* (CREATE PROCEDURE, PostgreSQL 11+) is called with CALL instead: we learn the kind from the
+server's own error (42809, raised at parse time, so nothing ran) and remember it per name. Procedures cannot
+return row sets in PostgreSQL, so they only fit `delete`; create/rotate must be functions returning
+TABLE(key text, value text).
+
+On timeout or cancellation asyncpg sends a CancelRequest for the running statement; the pool waits for it
+and resets the connection before reuse, so a hung procedure never leaves a busy connection in the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlencode
+
+import asyncpg
+
+from dbaasctl.dbms.drivers.base import (
+    ParameterInfo,
+    PoolStats,
+    ProcedureError,
+    Reason,
+    ResultSet,
+    RoutineInfo,
+    named_values,
+    rows_to_mapping,
+    split_procedure,
+)
+from dbaasctl.dbms.dsn import Dsn, redact
+
+MAX_IDENTIFIER = 63  # PostgreSQL silently truncates longer names: refuse them instead
+_CONNECTION_STATES = ("08", "57P01", "57P02", "57P03", "53300", "28000", "28P01", "3D000")
+_PROC_KINDS = {"f": "function", "p": "procedure", "a": "aggregate", "w": "window"}
+_ARG_MODES = {"i": "IN", "o": "OUT", "b": "INOUT", "v": "IN", "t": "TABLE"}
+
+
+def quote_ident(name: str) -> str:
+    """Quote an identifier that was already validated (letters, digits, _, $)."""
+    return '"' + name.lower().replace('"', '""') + '"'
+
+
+def qualified(procedure: str) -> tuple[str | None, str, str]:
+    schema, bare = split_procedure(procedure, max_length=MAX_IDENTIFIER)
+    text = (quote_ident(schema) + "." if schema else "") + quote_ident(bare)
+    return schema, bare, text
+
+
+class PostgresDriver:
+    kind = "postgres"
+    binding = "named"
+
+    def __init__(self, dsn: Dsn, *, max_connections: int = 10, connect_timeout: float = 10.0) -> None:
+        self._dsn = dsn
+        self._secrets = dsn.secrets()
+        self._max = max(1, max_connections)
+        self._connect_timeout = connect_timeout
+        self._pool: asyncpg.Pool | None = None
+        self._lock = asyncio.Lock()
+        self._procedures: set[str] = set()  # names known to be procedures (CALL)
+        self._closed = False
+
+    # ---- pool -------------------------------------------------------------------------------------
+    async def _get_pool(self) -> asyncpg.Pool:
+        if self._closed:
+            raise ProcedureError(Reason.CONNECTION_FAILED, "driver is closed")
+        if self._pool is None:
+            async with self._lock:
+                if self._pool is None:
+                    query: dict[str, str] = {
+                        "host": self._dsn.host or "localhost",
+                        "port": str(self._dsn.port or 5432),
+                        "dbname": self._dsn.database or "postgres",
+                    }
+                    query.update(self._dsn.options)
+                    self._pool = await asyncpg.create_pool(
+                        dsn="postgresql://?" + urlencode(query),
+                        user=self._dsn.user or None,
+                        password=self._dsn.password or None,
+                        min_size=0,
+                        max_size=self._max,
+                        timeout=self._connect_timeout,
+                        command_timeout=None,
+                        max_inactive_connection_lifetime=300.0,
+                        server_settings={"application_name": "dbaasctl"},
+                    )
+        return self._pool
+
+    def stats(self) -> PoolStats:
+        if self._pool is None:
+            return PoolStats(size=0, idle=0)
+        return PoolStats(size=self._pool.get_size(), idle=self._pool.get_idle_size())
+
+    async def close(self) -> None:
+        self._closed = True
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), timeout=10)
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                pool.terminate()
+
+    # ---- operations -------------------------------------------------------------------------------
+    async def call(
+        self, procedure: str, inputs: Mapping[str, str], *, timeout: float, expect_rows: bool
+    ) -> dict[str, str]:
+        schema, bare, target = qualified(procedure)
+        params = named_values(inputs, procedure=procedure, max_length=MAX_IDENTIFIER)
+        args = ", ".join(f"{quote_ident(name)} => ${i}" for i, (name, _) in enumerate(params, start=1))
+        values = [value for _, value in params]
+        sets = await self._run(procedure, schema, bare, target, args, values, timeout, expect_rows)
+        return rows_to_mapping(sets, procedure=procedure) if expect_rows else {}
+
+    async def _run(
+        self,
+        procedure: str,
+        schema: str | None,
+        bare: str,
+        target: str,
+        args: str,
+        values: Sequence[str],
+        timeout: float,
+        expect_rows: bool,
+    ) -> list[ResultSet]:
+        is_procedure = procedure.lower() in self._procedures
+        try:
+            async with asyncio.timeout(timeout):
+                pool = await self._get_pool()
+                async with pool.acquire() as conn:
+                    try:
+                        return await self._execute(conn, target, args, values, call=is_procedure)
+                    except asyncpg.WrongObjectTypeError as exc:
+                        if is_procedure or "is a procedure" not in str(exc):
+                            raise
+                        # Raised while planning, before anything ran: safe to re-issue as CALL.
+                        self._procedures.add(procedure.lower())
+                        result = await self._execute(conn, target, args, values, call=True)
+                        if expect_rows:
+                            raise ProcedureError(
+                                Reason.BAD_RESULT_SHAPE,
+                                f"{procedure} is a PostgreSQL procedure, which cannot return a row set; "
+                                "make create/rotate a function RETURNING TABLE(key text, value text)",
+                                procedure=procedure,
+                            ) from None
+                        return result
+                    except asyncpg.UndefinedFunctionError as exc:
+                        exists = await self._exists(conn, schema, bare)
+                        raise self._error(
+                            exc,
+                            procedure,
+                            Reason.WRONG_PARAMETERS if exists else Reason.PROCEDURE_NOT_FOUND,
+                        ) from None
+        except ProcedureError:
+            raise
+        except TimeoutError:
+            raise ProcedureError(
+                Reason.OPERATION_TIMEOUT,
+                f"{procedure} did not finish within {timeout:g}s; the statement was cancelled",
+                procedure=procedure,
+            ) from None
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            error = self._error(exc, procedure)
+            if error.reason is Reason.CONNECTION_FAILED:
+                await self._expire()
+            raise error from None
+
+    async def _execute(
+        self, conn: asyncpg.Connection, target: str, args: str, values: Sequence[str], *, call: bool
+    ) -> list[ResultSet]:
+        # Only validated, quoted identifiers and $n placeholders are in the text; values are bound.
+        sql = f"CALL {target}({args})" if call else f"SELECT * FROM {target}({args})"  # noqa: S608
+        stmt = await conn.prepare(sql)
+        columns = tuple(a.name for a in stmt.get_attributes())
+        rows = await stmt.fetch(*values)
+        return [ResultSet(columns=columns, rows=[tuple(r) for r in rows])]
+
+    async def _exists(self, conn: asyncpg.Connection, schema: str | None, bare: str) -> bool:
+        found = await conn.fetchval(
+            """
+            SELECT count(*) FROM pg_catalog.pg_proc p
+              JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+             WHERE p.proname = $1
+               AND CASE WHEN $2::text IS NULL THEN pg_catalog.pg_function_is_visible(p.oid)
+                        ELSE n.nspname = $2 END
+            """,
+            bare.lower(),
+            schema.lower() if schema else None,
+        )
+        return bool(found)
+
+    async def _expire(self) -> None:
+        """After a connection-level failure, idle connections are likely dead too (server restart)."""
+        if self._pool is not None:
+            with contextlib.suppress(asyncpg.InterfaceError, OSError):
+                await self._pool.expire_connections()
+
+    def _error(
+        self, exc: BaseException, procedure: str | None, reason: Reason | None = None
+    ) -> ProcedureError:
+        sqlstate: str | None = None
+        if isinstance(exc, asyncpg.PostgresError):
+            sqlstate = exc.sqlstate
+            parts = [str(exc.args[0]) if exc.args else exc.__class__.__name__]
+            detail = getattr(exc, "detail", None)
+            hint = getattr(exc, "hint", None)
+            if detail:
+                parts.append(f"DETAIL: {detail}")
+            if hint:
+                parts.append(f"HINT: {hint}")
+            text = " ".join(parts)
+            if reason is None:
+                connection = sqlstate is not None and any(sqlstate.startswith(s) for s in _CONNECTION_STATES)
+                reason = Reason.CONNECTION_FAILED if connection else Reason.PROCEDURE_FAILED
+        elif isinstance(exc, asyncpg.exceptions.DataError):  # pragma: no cover - subclass of InterfaceError
+            text, reason = str(exc), reason or Reason.WRONG_PARAMETERS
+        else:
+            text = f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
+            reason = reason or Reason.CONNECTION_FAILED
+        text = redact(text, self._secrets)
+        where = f"{procedure}: " if procedure else ""
+        return ProcedureError(reason, where + text, procedure=procedure, sqlstate=sqlstate)
+
+    async def ping(self, timeout: float) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                pool = await self._get_pool()
+                async with pool.acquire() as conn:
+                    await conn.fetchval("SELECT 1")
+        except ProcedureError:
+            raise
+        except TimeoutError:
+            await self._expire()
+            raise ProcedureError(
+                Reason.OPERATION_TIMEOUT, f"ping did not answer within {timeout:g}s"
+            ) from None
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            await self._expire()
+            raise self._error(exc, None, Reason.CONNECTION_FAILED) from None
+
+    async def describe(self, procedure: str, *, timeout: float) -> list[RoutineInfo]:
+        schema, bare, _ = qualified(procedure)
+        try:
+            async with asyncio.timeout(timeout):
+                pool = await self._get_pool()
+                async with pool.acquire() as conn:
+                    rows = await conn.fetch(
+                        """
+                        SELECT n.nspname, p.proname, p.prokind, p.pronargs, p.pronargdefaults,
+                               p.proargnames, p.proargmodes
+                          FROM pg_catalog.pg_proc p
+                          JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                         WHERE p.proname = $1
+                           AND CASE WHEN $2::text IS NULL THEN pg_catalog.pg_function_is_visible(p.oid)
+                                    ELSE n.nspname = $2 END
+                         ORDER BY p.oid
+                        """,
+                        bare.lower(),
+                        schema.lower() if schema else None,
+                    )
+        except TimeoutError:
+            raise ProcedureError(
+                Reason.OPERATION_TIMEOUT, f"catalog lookup did not answer within {timeout:g}s"
+            ) from None
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            raise self._error(exc, procedure) from None
+        return [_routine(row) for row in rows]
+
+
+def _routine(row: Any) -> RoutineInfo:
+    nargs: int = row["pronargs"]
+    ndefaults: int = row["pronargdefaults"]
+    names: list[str] = list(row["proargnames"] or [])
+    # "char"[] comes back as bytes from asyncpg
+    modes = [_char(m) for m in (row["proargmodes"] or ["i"] * nargs)]
+    params: list[ParameterInfo] = []
+    seen_in = 0
+    for i, mode_code in enumerate(modes):
+        mode = _ARG_MODES.get(mode_code, "IN")
+        has_default = False
+        if mode in ("IN", "INOUT"):
+            has_default = seen_in >= nargs - ndefaults
+            seen_in += 1
+        params.append(
+            ParameterInfo(name=names[i] if i < len(names) else "", mode=mode, has_default=has_default)
+        )
+    return RoutineInfo(
+        schema=row["nspname"],
+        name=row["proname"],
+        kind=_PROC_KINDS.get(_char(row["prokind"]), "function"),
+        parameters=tuple(params),
+    )
+
+
+def _char(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,273 @@
+"""Workers that pull keys from a work queue and reconcile them, with controller-runtime's result rules.
+
+| reconcile outcome                  | queue action                    | `result` label  |
+|------------------------------------|---------------------------------|-----------------|
+| raises (incl. timeout)             | `add_rate_limited` (no forget)  | `error`         |
+| raises `TerminalError`             | `forget`, no requeue            | `error`         |
+| returns `Result(requeue_after=t)`  | `forget`, then `add_after(t)`   | `requeue_after` |
+| returns `Result(requeue=True)`     | `add_rate_limited`              | `requeue`       |
+| returns None / `Result()`          | `forget`                        | `success`       |
+
+An exception is logged with its key and counted; it never ends a worker. Cancellation (shutdown, lost
+leadership) propagates untouched: it is neither an error nor a reason to requeue. `done(key)` is always
+called, so a key can never get stuck in the processing set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+
+from dbaasctl.kube.ratelimit import RateLimiter
+from dbaasctl.kube.workqueue import ShutDownError, WorkQueue
+from dbaasctl.observability import metrics as m
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a reconcile asks for next. `requeue_after` is the normal way to schedule a periodic check."""
+
+    requeue_after: float | None = None
+    requeue: bool = False
+
+
+class TerminalError(Exception):
+    """A failure that retrying cannot fix (e.g. invalid spec): reported, counted, not requeued."""
+
+
+Reconcile = Callable[[str], Awaitable[Result | None]]
+
+RESULTS = ("success", "error", "requeue", "requeue_after")
+
+
+class _ControllerMetrics:
+    def __init__(self, name: str, workers: int, registry: CollectorRegistry | None) -> None:
+        label = ("controller",)
+        total = m.counter(
+            "controller_runtime_reconcile_total",
+            "Total number of reconciliations per controller",
+            ("controller", "result"),
+            registry,
+        )
+        self.results = {r: total.labels(controller=name, result=r) for r in RESULTS}
+        self.errors = m.counter(
+            "controller_runtime_reconcile_errors_total",
+            "Total number of reconciliation errors per controller",
+            label,
+            registry,
+        ).labels(controller=name)
+        self.terminal = m.counter(
+            "controller_runtime_terminal_reconcile_errors_total",
+            "Total number of terminal reconciliation errors per controller",
+            label,
+            registry,
+        ).labels(controller=name)
+        self.timeouts = m.counter(
+            "controller_runtime_reconcile_timeouts_total",
+            "Total number of reconciliation timeouts per controller",
+            label,
+            registry,
+        ).labels(controller=name)
+        self.time = m.histogram(
+            "controller_runtime_reconcile_time_seconds",
+            "Length of time per reconciliation per controller",
+            label,
+            m.RECONCILE_BUCKETS,
+            registry,
+        ).labels(controller=name)
+        self.max_concurrent = m.gauge(
+            "controller_runtime_max_concurrent_reconciles",
+            "Maximum number of concurrent reconciles per controller",
+            label,
+            registry,
+        ).labels(controller=name)
+        self.active = m.gauge(
+            "controller_runtime_active_workers",
+            "Number of currently used workers per controller",
+            label,
+            registry,
+        ).labels(controller=name)
+        # Series exist from the first scrape, so rate() works before the first event (as c-r does).
+        self.max_concurrent.set(workers)
+        self.active.set(0)
+
+
+class Controller:
+    """A named queue plus N workers calling `reconcile(key)`. Handlers feed it with `enqueue(key)`."""
+
+    def __init__(
+        self,
+        name: str,
+        reconcile: Reconcile,
+        *,
+        workers: int = 8,
+        rate_limiter: RateLimiter[str] | None = None,
+        reconcile_timeout: float | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        if workers < 1:
+            raise ValueError("need at least one worker")
+        self.name = name
+        self.reconcile = reconcile
+        self.workers = workers
+        self.reconcile_timeout = reconcile_timeout
+        self.queue: WorkQueue[str] = WorkQueue(name, rate_limiter, registry)
+        self._metrics = _ControllerMetrics(name, workers, registry)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._in_flight: dict[str, float] = {}
+
+    # -- feeding -------------------------------------------------------------------------------------
+
+    def enqueue(self, key: str) -> None:
+        self.queue.add(key)
+
+    def enqueue_after(self, key: str, delay: float) -> None:
+        self.queue.add_after(key, delay)
+
+    def enqueue_rate_limited(self, key: str) -> None:
+        self.queue.add_rate_limited(key)
+
+    # -- running -------------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return any(not t.done() for t in self._tasks)
+
+    def in_flight(self) -> dict[str, float]:
+        """Keys being reconciled now → seconds since they started."""
+        now = time.monotonic()
+        return {k: now - t for k, t in self._in_flight.items()}
+
+    def start(self) -> None:
+        if self._tasks:
+            return
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._worker(i), name=f"worker:{self.name}:{i}") for i in range(self.workers)
+        ]
+        log.info("controller %s: started %d workers", self.name, self.workers)
+
+    async def stop(self, drain_timeout: float = 30.0) -> bool:
+        """Take no more work, let in-flight reconciles finish for up to `drain_timeout`, then cancel.
+
+        Returns True when everything finished within the budget.
+        """
+        self.queue.shut_down()
+        finished = True
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=drain_timeout)
+            finished = not pending
+            if pending:
+                log.warning(
+                    "controller %s: %d reconciles still running after %.0fs; cancelling %s",
+                    self.name,
+                    len(self._in_flight),
+                    drain_timeout,
+                    sorted(self._in_flight),
+                )
+            await self._cancel()
+        return finished
+
+    async def abort(self) -> None:
+        """Cancel every worker now (lost leadership: nothing guarded may keep running)."""
+        self.queue.shut_down()
+        await self._cancel()
+
+    async def _cancel(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        self._metrics.active.set(0)
+
+    async def _worker(self, index: int) -> None:
+        while True:
+            # Once shut down, stop taking queued keys too: they are level-based and will be seen again.
+            if self.queue.shutting_down:
+                return
+            try:
+                key = await self.queue.get()
+            except ShutDownError:
+                return
+            if self.queue.shutting_down:
+                self.queue.done(key)
+                return
+            try:
+                await self._process(key)
+            finally:
+                self.queue.done(key)
+
+    async def _process(self, key: str) -> None:
+        started = time.monotonic()
+        self._in_flight[key] = started
+        self._metrics.active.inc()
+        try:
+            try:
+                async with asyncio.timeout(self.reconcile_timeout):
+                    result = await self.reconcile(key)
+            except TimeoutError as exc:
+                self._metrics.timeouts.inc()
+                self._on_error(key, exc, timed_out=True)
+                return
+            except TerminalError as exc:
+                self._metrics.terminal.inc()
+                self._metrics.errors.inc()
+                self._metrics.results["error"].inc()
+                self.queue.forget(key)
+                log.error("controller %s: %s failed permanently: %s", self.name, key, exc)
+                return
+            except Exception as exc:
+                self._on_error(key, exc, timed_out=False)
+                return
+            self._on_result(key, result)
+        finally:
+            self._metrics.active.dec()
+            self._in_flight.pop(key, None)
+            self._metrics.time.observe(time.monotonic() - started)
+
+    def _on_error(self, key: str, exc: BaseException, *, timed_out: bool) -> None:
+        self._metrics.errors.inc()
+        self._metrics.results["error"].inc()
+        self.queue.add_rate_limited(key)
+        retries = self.queue.num_requeues(key)
+        if timed_out:
+            log.warning(
+                "controller %s: reconcile of %s timed out after %ss (retry %d)",
+                self.name,
+                key,
+                self.reconcile_timeout,
+                retries,
+                extra={"key": key, "controller": self.name},
+            )
+        else:
+            log.error(
+                "controller %s: reconcile of %s failed (retry %d): %s",
+                self.name,
+                key,
+                retries,
+                exc,
+                exc_info=exc,
+                extra={"key": key, "controller": self.name},
+            )
+
+    def _on_result(self, key: str, result: Result | None) -> None:
+        if result is not None and result.requeue_after is not None and result.requeue_after > 0:
+            self.queue.forget(key)
+            self.queue.add_after(key, result.requeue_after)
+            self._metrics.results["requeue_after"].inc()
+        elif result is not None and result.requeue:
+            self.queue.add_rate_limited(key)
+            self._metrics.results["requeue"].inc()
+        else:
+            self.queue.forget(key)
+            self._metrics.results["success"].inc()

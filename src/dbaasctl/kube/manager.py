@@ -1,0 +1,435 @@
+"""The manager: wires informers, controllers, leader election, Events and the HTTP endpoints; owns shutdown.
+
+Start order (controller-runtime's runnable groups): HTTP (probes, metrics) → informers → wait for every
+cache to sync (bounded; a timeout is fatal) → readiness turns true → leader election (standbys stay Ready
+with warm caches) → workers, Event recorders and leader-only runnables.
+
+Stop paths:
+- SIGTERM / SIGINT / `stop()`: stop taking work, let in-flight reconciles finish for up to
+  `graceful_shutdown_timeout` (a second signal skips the wait), cancel the rest, flush Events briefly,
+  **then** release the Lease so a standby takes over at once, stop informers and HTTP, close the client.
+  `run()` returns 0.
+- Lost Lease: cancel workers at once (a standby may already be starting), do not release, return 1, and
+  the process must exit (the CLI does). A cache-sync timeout or a crashed runnable also returns 1.
+
+Use:
+    manager = Manager(client, ManagerSettings(lease_namespace="dbaas-system"))
+    dbs = manager.add_informer(DATABASES)
+    ctl = manager.add_controller("database", reconcile, workers=8)
+    dbs.add_handlers(on_add=lambda o: ctl.enqueue(object_key(o)), ...)
+    sys.exit(await manager.run())
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from dbaasctl.kube.client import JsonDict, KubeClient, ResourceRef
+from dbaasctl.kube.controller import Controller, Reconcile
+from dbaasctl.kube.events import EventRecorder
+from dbaasctl.kube.informer import IndexFunc, Informer
+from dbaasctl.kube.leader import LeaderElectionConfig, LeaderElector, default_identity
+from dbaasctl.kube.ratelimit import RateLimiter
+from dbaasctl.observability import metrics as m
+from dbaasctl.observability.http import (
+    HealthChecks,
+    HttpServer,
+    LoopMonitor,
+    MetricsAuth,
+    add_metrics_route,
+    add_probe_routes,
+    tls_context,
+)
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+
+
+@dataclass
+class ManagerSettings:
+    """Process-level knobs; the CLI maps its flags/env/config onto these."""
+
+    probe_host: str = "0.0.0.0"  # noqa: S104 - kubelet probes come from outside the pod
+    probe_port: int = 8081
+    # None: serve /metrics on the probe server. 0: any free port.
+    metrics_host: str = "0.0.0.0"  # noqa: S104
+    metrics_port: int | None = 8080
+    metrics_enabled: bool = True
+    metrics_secure: bool = False
+    metrics_cert_file: str | None = None
+    metrics_key_file: str | None = None
+    leader_election: bool = True
+    lease_name: str = "dbaasctl-leader"
+    lease_namespace: str = "default"
+    identity: str = field(default_factory=default_identity)
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    leader_healthz_slack: float = 20.0
+    cache_sync_timeout: float = 120.0
+    graceful_shutdown_timeout: float = 30.0
+    event_loop_max_lag: float = 10.0
+    handle_signals: bool = True
+    registry: CollectorRegistry | None = None
+
+
+Runnable = Callable[[], Coroutine[Any, Any, None]]
+
+
+@dataclass
+class _RunnableSpec:
+    name: str
+    fn: Runnable
+    leader_only: bool
+
+
+class Manager:
+    def __init__(self, client: KubeClient, settings: ManagerSettings | None = None) -> None:
+        self.client = client
+        self.settings = settings or ManagerSettings()
+        self.registry = self.settings.registry if self.settings.registry is not None else m.default_registry()
+        self.informers: list[Informer] = []
+        self.controllers: list[Controller] = []
+        self.recorders: list[EventRecorder] = []
+        self.liveness = HealthChecks("healthz")
+        self.readiness = HealthChecks("readyz")
+        self.loop_monitor = LoopMonitor(max_lag=self.settings.event_loop_max_lag, registry=self.registry)
+        self.elector: LeaderElector | None = None
+        if self.settings.leader_election:
+            self.elector = LeaderElector(
+                client,
+                LeaderElectionConfig(
+                    lease_name=self.settings.lease_name,
+                    namespace=self.settings.lease_namespace,
+                    identity=self.settings.identity,
+                    lease_duration=self.settings.lease_duration,
+                    renew_deadline=self.settings.renew_deadline,
+                    retry_period=self.settings.retry_period,
+                ),
+                registry=self.registry,
+            )
+        self._runnables: list[_RunnableSpec] = []
+        self._runnable_tasks: list[asyncio.Task[None]] = []
+        self._servers: list[HttpServer] = []
+        self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+        self._leading = False
+        self._workers_started = False
+        self.probe_port: int | None = None
+        self.metrics_port: int | None = None
+        self._install_default_checks()
+
+    # -- composition ---------------------------------------------------------------------------------
+
+    def _install_default_checks(self) -> None:
+        self.liveness.add("ping", lambda: None)
+        self.liveness.add("event-loop", self.loop_monitor.check)
+        self.liveness.add("informers", self._informers_alive)
+        if self.elector is not None:
+            elector, slack = self.elector, self.settings.leader_healthz_slack
+            self.liveness.add("leader-election", lambda: elector.check_renewing(slack))
+        self.readiness.add("ping", lambda: None)
+        self.readiness.add("informers-synced", self._informers_synced)
+
+    def _informers_alive(self) -> str | None:
+        dead = [f"{i.name}: {reason}" for i in self.informers if (reason := i.check_alive()) is not None]
+        return "; ".join(dead) or None
+
+    def _informers_synced(self) -> str | None:
+        pending = [i.name for i in self.informers if not i.has_synced]
+        return f"not synced: {', '.join(pending)}" if pending else None
+
+    def add_informer(
+        self,
+        resource: ResourceRef,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        indexers: Mapping[str, IndexFunc] | None = None,
+        resync_period: float | None = None,
+        **options: Any,
+    ) -> Informer:
+        """A cache started before leader election; readiness waits for it. Options go to `Informer`."""
+        informer = Informer(
+            self.client,
+            resource,
+            namespace=namespace,
+            label_selector=label_selector,
+            field_selector=field_selector,
+            indexers=indexers,
+            resync_period=resync_period,
+            **options,
+        )
+        self.informers.append(informer)
+        return informer
+
+    def add_controller(
+        self,
+        name: str,
+        reconcile: Reconcile,
+        *,
+        workers: int = 8,
+        rate_limiter: RateLimiter[str] | None = None,
+        reconcile_timeout: float | None = None,
+    ) -> Controller:
+        """A queue and workers; `enqueue` works at once, workers run only while leading."""
+        if any(c.name == name for c in self.controllers):
+            raise ValueError(f"controller {name!r} already exists")
+        controller = Controller(
+            name,
+            reconcile,
+            workers=workers,
+            rate_limiter=rate_limiter,
+            reconcile_timeout=reconcile_timeout,
+            registry=self.registry,
+        )
+        self.controllers.append(controller)
+        return controller
+
+    def event_recorder(
+        self, reporting_controller: str, reporting_instance: str | None = None
+    ) -> EventRecorder:
+        """A recorder whose writes start with leadership (standbys never emit Events)."""
+        recorder = EventRecorder(
+            self.client,
+            reporting_controller,
+            reporting_instance or f"{reporting_controller.rsplit('/', 1)[-1]}-{self.settings.identity}",
+            registry=self.registry,
+        )
+        self.recorders.append(recorder)
+        return recorder
+
+    def add_runnable(self, name: str, fn: Runnable, *, leader_only: bool = True) -> None:
+        """A long-running coroutine started with the workers (or right after sync if not leader-only).
+
+        If it returns or raises, the manager shuts down with a failure: nothing it guards runs silently
+        dead.
+        """
+        self._runnables.append(_RunnableSpec(name, fn, leader_only))
+
+    def add_liveness_check(self, name: str, check: Callable[[], str | None]) -> None:
+        self.liveness.add(name, check)
+
+    def add_readiness_check(self, name: str, check: Callable[[], str | None]) -> None:
+        self.readiness.add(name, check)
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leading
+
+    @property
+    def workers_running(self) -> bool:
+        return any(c.running for c in self.controllers)
+
+    def stop(self) -> None:
+        """Request a graceful stop; a second request skips the drain wait."""
+        if self._stop.is_set():
+            if not self._force.is_set():
+                log.warning("second stop request: not waiting for in-flight reconciles")
+            self._force.set()
+        self._stop.set()
+
+    # -- running -------------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Run until stopped; returns the process exit code (0 graceful, 1 lost lease or failure)."""
+        loop = asyncio.get_running_loop()
+        signals: list[signal.Signals] = []
+        if self.settings.handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, self._on_signal, sig)
+                    signals.append(sig)
+        try:
+            return await self._run()
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        log.info("received %s; shutting down", sig.name)
+        self.stop()
+
+    async def _until_stop(self, aw: Awaitable[Any], timeout: float | None = None) -> tuple[bool, Any]:
+        """Await `aw` unless a stop comes first; (True, result) if it finished."""
+        task = asyncio.ensure_future(aw)
+        stopper = asyncio.ensure_future(self._stop.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {task, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stopper.cancel()
+        if task in done:
+            return True, task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        return False, None
+
+    async def _run(self) -> int:
+        code = EXIT_OK
+        hold: asyncio.Task[None] | None = None
+        try:
+            self.loop_monitor.start()
+            await self._start_http()
+            for informer in self.informers:
+                informer.start()
+            finished, synced = await self._until_stop(self._wait_synced(), self.settings.cache_sync_timeout)
+            if self._stop.is_set():
+                return EXIT_OK
+            if not finished or not synced:
+                log.error(
+                    "caches did not sync within %.0fs: %s",
+                    self.settings.cache_sync_timeout,
+                    self._informers_synced(),
+                )
+                return EXIT_FAILED
+            log.info("caches synced; ready")
+            self._start_runnables(leader_only=False)
+            if self.elector is not None:
+                acquired, _ = await self._until_stop(self.elector.acquire())
+                if not acquired:
+                    return EXIT_OK
+                hold = asyncio.get_running_loop().create_task(self.elector.hold(), name="lease-renew")
+            self._leading = True
+            self._start_leader_work()
+            code = await self._wait_for_end(hold)
+            return code
+        finally:
+            await self._shutdown(lost=code != EXIT_OK and hold is not None and hold.done(), hold=hold)
+
+    async def _wait_synced(self) -> bool:
+        results = await asyncio.gather(*(i.wait_for_sync() for i in self.informers))
+        return all(results)
+
+    def _start_runnables(self, *, leader_only: bool) -> None:
+        loop = asyncio.get_running_loop()
+        for spec in self._runnables:
+            if spec.leader_only == leader_only:
+                self._runnable_tasks.append(loop.create_task(spec.fn(), name=f"runnable:{spec.name}"))
+
+    def _start_leader_work(self) -> None:
+        for recorder in self.recorders:
+            recorder.start()
+        for controller in self.controllers:
+            controller.start()
+        self._workers_started = True
+        self._start_runnables(leader_only=True)
+
+    async def _wait_for_end(self, hold: asyncio.Task[None] | None) -> int:
+        waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._stop.wait()), *self._runnable_tasks}
+        if hold is not None:
+            waiters.add(hold)
+        try:
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                if w not in self._runnable_tasks and w is not hold:
+                    w.cancel()
+        if hold is not None and hold in done:
+            log.error("leadership lost; stopping work and exiting")
+            return EXIT_FAILED
+        for task in self._runnable_tasks:
+            if task not in done:
+                continue
+            exc = task.exception() if not task.cancelled() else None
+            log.error("runnable %s ended%s; shutting down", task.get_name(), f": {exc!r}" if exc else "")
+            return EXIT_FAILED
+        return EXIT_OK
+
+    async def _shutdown(self, *, lost: bool, hold: asyncio.Task[None] | None) -> None:
+        if lost:
+            # Another replica may already lead: nothing guarded may keep running, no drain, no release.
+            await asyncio.gather(*(c.abort() for c in self.controllers))
+            await self._cancel_runnables()
+        else:
+            await self._drain_controllers()
+            await self._cancel_runnables()
+        self._workers_started = False
+        for recorder in self.recorders:
+            await recorder.stop(timeout=0.0 if lost else 2.0)
+        if hold is not None and not hold.done():
+            hold.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await hold
+        if self.elector is not None and not lost and self.elector.is_leader:
+            await self.elector.release()
+        self._leading = False
+        for informer in self.informers:
+            await informer.stop()
+        for server in self._servers:
+            await server.stop()
+        self._servers = []
+        await self.loop_monitor.stop()
+        await self.client.close()
+        log.info("manager stopped")
+
+    async def _drain_controllers(self) -> None:
+        if not self.controllers:
+            return
+        budget = self.settings.graceful_shutdown_timeout
+        drain: asyncio.Future[Any] = asyncio.ensure_future(
+            asyncio.gather(*(c.stop(budget) for c in self.controllers))
+        )
+        force: asyncio.Future[Any] = asyncio.ensure_future(self._force.wait())
+        try:
+            await asyncio.wait({drain, force}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            force.cancel()
+        if not drain.done():
+            await asyncio.gather(*(c.abort() for c in self.controllers))
+            drain.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drain
+
+    async def _cancel_runnables(self) -> None:
+        for task in self._runnable_tasks:
+            task.cancel()
+        for task in self._runnable_tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._runnable_tasks = []
+
+    async def _start_http(self) -> None:
+        s = self.settings
+        probe_app = web.Application()
+        add_probe_routes(probe_app, self.liveness, self.readiness)
+        auth = MetricsAuth(self._post) if s.metrics_secure else None
+        if s.metrics_enabled and s.metrics_port is None:
+            add_metrics_route(probe_app, self.registry, auth)
+        probes = HttpServer(probe_app, s.probe_host, s.probe_port, name="probes")
+        await probes.start()
+        self._servers.append(probes)
+        self.probe_port = probes.port
+        if s.metrics_enabled and s.metrics_port is not None:
+            metrics_app = web.Application()
+            add_metrics_route(metrics_app, self.registry, auth)
+            ssl_ctx = None
+            if s.metrics_cert_file and s.metrics_key_file:
+                ssl_ctx = tls_context(s.metrics_cert_file, s.metrics_key_file)
+            elif s.metrics_secure:
+                log.warning("secure metrics without a certificate: bearer tokens travel over plain HTTP")
+            server = HttpServer(
+                metrics_app, s.metrics_host, s.metrics_port, ssl_context=ssl_ctx, name="metrics"
+            )
+            await server.start()
+            self._servers.append(server)
+            self.metrics_port = server.port
+        elif s.metrics_enabled:
+            self.metrics_port = self.probe_port
+
+    async def _post(self, path: str, body: JsonDict) -> JsonDict:
+        return await self.client.create(path, body)

@@ -1,0 +1,172 @@
+"""The stored-procedure contract on a real MariaDB through aiomysql (deploy/samples/test/mariadb.sql)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from dbaas_test_helpers import wait_until
+from dbms_cases import INJECTION_CORPUS, in_use
+
+from dbaasctl.dbms.drivers import ContractError, ProcedureError, Reason
+from dbaasctl.dbms.drivers.mysql import MySQLDriver
+from dbaasctl.dbms.dsn import parse_dsn
+from testbed.dbms import MariaDBServer
+from testbed.fixtures_dbms import SAMPLES
+
+DB = "contract"
+
+
+@pytest.fixture(scope="module")
+def contract_db(mariadb: MariaDBServer) -> MariaDBServer:
+    mariadb.create_database(DB)
+    mariadb.sql(file=SAMPLES / "test" / "mariadb.sql", database=DB)
+    return mariadb
+
+
+@pytest.fixture
+async def driver(contract_db: MariaDBServer) -> AsyncIterator[MySQLDriver]:
+    d = MySQLDriver(parse_dsn(contract_db.dsn_for(DB)), max_connections=4)
+    yield d
+    assert in_use(d) == 0, "a connection was not returned to the pool"
+    await d.close()
+
+
+async def call(
+    d: MySQLDriver, proc: str, *values: str, timeout: float = 10, rows: bool = True
+) -> dict[str, str]:
+    return await d.call(proc, {str(i): v for i, v in enumerate(values)}, timeout=timeout, expect_rows=rows)
+
+
+async def test_positional_echo(driver: MySQLDriver) -> None:
+    assert await call(driver, "echo", "x", "y") == {"a": "x", "b": "y"}
+    assert await call(driver, "contract.echo", "q", "") == {"a": "q", "b": ""}
+
+
+async def test_null_extra_columns_and_numbers(driver: MySQLDriver) -> None:
+    assert await call(driver, "with_null") == {"username": "u", "password": ""}
+    assert await call(driver, "extra_columns") == {"username": "u", "port": "3306"}
+    assert await call(driver, "non_text") == {"port": "3306"}
+
+
+async def test_key_value_set_wins_over_other_sets(driver: MySQLDriver) -> None:
+    assert await call(driver, "two_sets") == {"username": "u"}
+
+
+@pytest.mark.parametrize(
+    ("procedure", "values", "reason", "fragment"),
+    [
+        ("dup_keys", (), Reason.DUPLICATE_KEY, "'password' more than once"),
+        ("wrong_shape", (), Reason.BAD_RESULT_SHAPE, "(name, val)"),
+        ("two_kv_sets", (), Reason.BAD_RESULT_SHAPE, "exactly one"),
+        ("no_such_procedure", (), Reason.PROCEDURE_NOT_FOUND, "does not exist"),
+        ("echo", ("only one",), Reason.WRONG_PARAMETERS, "Incorrect number of arguments"),
+        ("raise_error", ("quota",), Reason.PROCEDURE_FAILED, "procedure refused: quota"),
+        ("error_after_rows", (), Reason.PROCEDURE_FAILED, "failed after the first result set"),
+    ],
+)
+async def test_documented_errors(
+    driver: MySQLDriver, procedure: str, values: tuple[str, ...], reason: Reason, fragment: str
+) -> None:
+    with pytest.raises(ProcedureError) as err:
+        await call(driver, procedure, *values)
+    assert err.value.reason is reason, str(err.value)
+    assert fragment in str(err.value)
+    assert await call(driver, "echo", "still", "usable") == {"a": "still", "b": "usable"}
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [{"0": "a", "2": "b"}, {"1": "a"}, {"a": "x"}, {"0": "a", "00": "b"}, {"0": "a", "-1": "b"}, {" 0": "a"}],
+)
+async def test_positional_keys_must_be_gapless(driver: MySQLDriver, inputs: dict[str, str]) -> None:
+    with pytest.raises(ContractError) as err:
+        await driver.call("echo", inputs, timeout=5, expect_rows=True)
+    assert "without gaps" in str(err.value)
+    assert driver.stats().size == 0
+
+
+@pytest.mark.parametrize("name", ["x; DROP TABLE t", "a.b.c", "`echo`", "echo()", ""])
+async def test_bad_procedure_name_is_a_class_error(driver: MySQLDriver, name: str) -> None:
+    with pytest.raises(ContractError):
+        await call(driver, name)
+
+
+async def test_delete_ignores_rows(driver: MySQLDriver, contract_db: MariaDBServer) -> None:
+    assert await call(driver, "delete_it", "gone", rows=False) == {}
+    assert await call(driver, "two_sets", rows=False) == {}
+    assert contract_db.sql("SELECT name FROM deleted WHERE name = 'gone'", database=DB).strip() == "gone"
+
+
+async def test_error_after_rows_surfaces_on_delete_too(driver: MySQLDriver) -> None:
+    with pytest.raises(ProcedureError, match="failed after the first result set"):
+        await call(driver, "error_after_rows", rows=False)
+
+
+async def test_hung_procedure_times_out_and_is_killed(
+    driver: MySQLDriver, contract_db: MariaDBServer
+) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    probe = asyncio.create_task(wait_until(lambda: _sleeping(contract_db) == 1, timeout=20, what="running"))
+    with pytest.raises(ProcedureError) as err:
+        await call(driver, "sleep_for", "120", timeout=3.0)
+    await probe
+    assert err.value.reason is Reason.OPERATION_TIMEOUT
+    assert loop.time() - started < 30
+    await wait_until(lambda: _sleeping(contract_db) == 0, timeout=20, what="server thread killed")
+    assert await call(driver, "echo", "after", "") == {"a": "after", "b": ""}
+
+
+async def test_cancelled_call_kills_server_statement(driver: MySQLDriver, contract_db: MariaDBServer) -> None:
+    task = asyncio.create_task(call(driver, "sleep_for", "120", timeout=60))
+    await wait_until(lambda: _sleeping(contract_db) == 1, timeout=20, what="statement running")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await wait_until(lambda: _sleeping(contract_db) == 0, timeout=20, what="server thread killed")
+
+
+def _sleeping(server: MariaDBServer) -> int:
+    out = server.sql(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+        "WHERE ID <> CONNECTION_ID() AND STATE = 'User sleep'",
+        database=DB,
+    )
+    return int(out.strip())
+
+
+async def test_hundred_thousand_rows(driver: MySQLDriver) -> None:
+    out = await call(driver, "many", "100000", timeout=120)
+    assert len(out) == 100000
+    assert out["k100000"] == "v" * 20 + "100000"
+
+
+@pytest.mark.parametrize("value", [*INJECTION_CORPUS, "nul\x00byte"], ids=range(len(INJECTION_CORPUS) + 1))
+async def test_injection_corpus_round_trips(driver: MySQLDriver, value: str) -> None:
+    out = await call(driver, "echo", value, value[::-1])
+    assert out["a"].encode("utf-8") == value.encode("utf-8")
+    assert out["b"] == value[::-1]
+
+
+async def test_injection_with_no_backslash_escapes(driver: MySQLDriver, contract_db: MariaDBServer) -> None:
+    """The driver must follow the server's SQL mode, not assume backslash escapes."""
+    contract_db.sql("SET GLOBAL sql_mode = CONCAT(@@GLOBAL.sql_mode, ',NO_BACKSLASH_ESCAPES')")
+    try:
+        fresh = MySQLDriver(parse_dsn(contract_db.dsn_for(DB)), max_connections=1)
+        try:
+            for value in ("back\\slash", "\\'", "it's", "trailing\\", "\\' OR 1=1 -- "):
+                assert await call(fresh, "echo", value, "") == {"a": value, "b": ""}
+        finally:
+            await fresh.close()
+    finally:
+        contract_db.sql("SET GLOBAL sql_mode = REPLACE(@@GLOBAL.sql_mode, ',NO_BACKSLASH_ESCAPES', '')")
+
+
+async def test_describe_counts_parameters(driver: MySQLDriver) -> None:
+    (echo,) = await driver.describe("echo", timeout=10)
+    assert [p.name for p in echo.inputs] == ["a", "b"]
+    assert echo.kind == "procedure"
+    assert await driver.describe("contract.with_null", timeout=10) != []
+    assert await driver.describe("nothing_here", timeout=10) == []

@@ -1,0 +1,165 @@
+"""The contract through unixODBC with Debian's psqlODBC and MariaDB Connector/ODBC drivers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from dbaas_test_helpers import wait_until
+from dbms_cases import INJECTION_CORPUS, in_use
+
+from dbaasctl.dbms.drivers import ContractError, ProcedureError, Reason, create_driver
+from dbaasctl.dbms.drivers.odbc import OdbcDriver
+from dbaasctl.dbms.dsn import parse_dsn
+from testbed.dbms import MariaDBServer, OdbcDrivers, PostgresServer
+from testbed.fixtures_dbms import SAMPLES
+
+DB = "contract"
+
+
+@dataclass
+class Target:
+    """One DBMS behind ODBC: the procedure names differ (PostgreSQL's live in schema ct)."""
+
+    name: str
+    connection_string: str
+    prefix: str
+    sleep: str
+    sleeping: object  # () -> int
+
+
+@pytest.fixture(scope="module", params=["postgres", "mariadb"])
+def target(
+    request: pytest.FixtureRequest,
+    postgres: PostgresServer,
+    mariadb: MariaDBServer,
+    odbc_drivers: OdbcDrivers,
+) -> Target:
+    if request.param == "postgres":
+        postgres.create_database(DB)
+        postgres.psql(file=SAMPLES / "test" / "postgres.sql", database=DB)
+
+        def pg_sleeping() -> int:
+            return int(
+                postgres.psql(
+                    "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%ct%sleep%' "
+                    "AND pid <> pg_backend_pid()",
+                    database=DB,
+                ).strip()
+            )
+
+        return Target(
+            "postgres",
+            postgres.odbc_connection_string(DB, odbc_drivers.postgres),
+            "ct.",
+            "ct.sleep",
+            pg_sleeping,
+        )
+    mariadb.create_database(DB)
+    mariadb.sql(file=SAMPLES / "test" / "mariadb.sql", database=DB)
+
+    def maria_sleeping() -> int:
+        return int(
+            mariadb.sql(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() "
+                "AND STATE = 'User sleep'"
+            ).strip()
+        )
+
+    return Target(
+        "mariadb", mariadb.odbc_connection_string(DB, odbc_drivers.mariadb), "", "sleep_for", maria_sleeping
+    )
+
+
+@pytest.fixture
+async def driver(target: Target) -> AsyncIterator[OdbcDriver]:
+    d = create_driver("odbc", parse_dsn("odbc:" + target.connection_string), max_connections=4)
+    assert isinstance(d, OdbcDriver)
+    yield d
+    assert in_use(d) == 0, "a connection was not returned to the pool"
+    await d.close()
+
+
+async def call(
+    d: OdbcDriver, proc: str, *values: str, timeout: float = 10, rows: bool = True
+) -> dict[str, str]:
+    return await d.call(proc, {str(i): v for i, v in enumerate(values)}, timeout=timeout, expect_rows=rows)
+
+
+async def test_echo_null_extra_columns(driver: OdbcDriver, target: Target) -> None:
+    p = target.prefix
+    assert await call(driver, p + "echo", "x", "y") == {"a": "x", "b": "y"}
+    assert await call(driver, p + "with_null") == {"username": "u", "password": ""}
+    out = await call(driver, p + "extra_columns")
+    assert out["username"] == "u"
+    assert out["port"] in ("5432", "3306")
+
+
+@pytest.mark.parametrize(
+    ("procedure", "values", "reason", "fragment"),
+    [
+        ("dup_keys", (), Reason.DUPLICATE_KEY, "'password' more than once"),
+        ("wrong_shape", (), Reason.BAD_RESULT_SHAPE, "key and value"),
+        ("no_such_procedure", (), Reason.PROCEDURE_NOT_FOUND, "does not exist"),
+        ("raise_error", ("quota",), Reason.PROCEDURE_FAILED, "procedure refused: quota"),
+        ("error_after_rows", (), Reason.PROCEDURE_FAILED, "failed after the first"),
+    ],
+)
+async def test_documented_errors(
+    driver: OdbcDriver, target: Target, procedure: str, values: tuple[str, ...], reason: Reason, fragment: str
+) -> None:
+    with pytest.raises(ProcedureError) as err:
+        await call(driver, target.prefix + procedure, *values)
+    assert err.value.reason is reason, str(err.value)
+    assert fragment in str(err.value)
+    assert await call(driver, target.prefix + "echo", "still", "ok") == {"a": "still", "b": "ok"}
+
+
+async def test_wrong_parameter_count_is_an_error(driver: OdbcDriver, target: Target) -> None:
+    with pytest.raises(ProcedureError) as err:
+        await call(driver, target.prefix + "raise_error", "a", "b", "c")
+    assert err.value.reason in (Reason.WRONG_PARAMETERS, Reason.PROCEDURE_NOT_FOUND)
+
+
+async def test_positional_keys_and_names_validated(driver: OdbcDriver, target: Target) -> None:
+    with pytest.raises(ContractError):
+        await driver.call(target.prefix + "echo", {"0": "a", "2": "b"}, timeout=5, expect_rows=True)
+    with pytest.raises(ContractError):
+        await driver.call("echo; DROP TABLE x", {}, timeout=5, expect_rows=True)
+
+
+async def test_hung_procedure_times_out_and_is_cancelled(driver: OdbcDriver, target: Target) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(ProcedureError) as err:
+        await call(driver, target.sleep, "120", timeout=2.0)
+    assert err.value.reason is Reason.OPERATION_TIMEOUT
+    assert loop.time() - started < 30
+    await wait_until(lambda: target.sleeping() == 0, timeout=20, what="server-side statement cancelled")  # type: ignore[operator]
+    assert await call(driver, target.prefix + "echo", "after", "") == {"a": "after", "b": ""}
+
+
+async def test_hundred_thousand_rows(driver: OdbcDriver, target: Target) -> None:
+    out = await call(driver, target.prefix + "many", "100000", timeout=120)
+    assert len(out) == 100000
+
+
+@pytest.mark.parametrize("value", INJECTION_CORPUS, ids=range(len(INJECTION_CORPUS)))
+async def test_injection_corpus_round_trips(driver: OdbcDriver, target: Target, value: str) -> None:
+    out = await call(driver, target.prefix + "echo", value, value[::-1])
+    assert out["a"].encode("utf-8") == value.encode("utf-8")
+    assert out["b"] == value[::-1]
+
+
+async def test_connection_failure_is_redacted(target: Target) -> None:
+    bad = target.connection_string.replace("PWD={", "PWD={wrong-Secret-9")
+    d = create_driver("odbc", parse_dsn("odbc:" + bad), max_connections=1, connect_timeout=3)
+    try:
+        with pytest.raises(ProcedureError) as err:
+            await d.ping(10)
+        assert err.value.reason is Reason.CONNECTION_FAILED, str(err.value)
+        assert "wrong-Secret-9" not in str(err.value)
+    finally:
+        await d.close()

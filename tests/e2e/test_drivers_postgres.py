@@ -1,0 +1,189 @@
+"""The stored-procedure contract on a real PostgreSQL through asyncpg (deploy/samples/test/postgres.sql)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from dbaas_test_helpers import wait_until
+from dbms_cases import INJECTION_CORPUS, in_use
+
+from dbaasctl.dbms.drivers import ContractError, ProcedureError, Reason
+from dbaasctl.dbms.drivers.postgres import PostgresDriver
+from dbaasctl.dbms.dsn import parse_dsn
+from testbed.dbms import PostgresServer
+from testbed.fixtures_dbms import SAMPLES
+
+DB = "contract"
+
+
+@pytest.fixture(scope="module")
+def contract_db(postgres: PostgresServer) -> PostgresServer:
+    postgres.create_database(DB)
+    postgres.psql(file=SAMPLES / "test" / "postgres.sql", database=DB)
+    return postgres
+
+
+@pytest.fixture
+async def driver(contract_db: PostgresServer) -> AsyncIterator[PostgresDriver]:
+    d = PostgresDriver(parse_dsn(contract_db.dsn_for(DB)), max_connections=4)
+    yield d
+    assert in_use(d) == 0, "a connection was not returned to the pool"
+    await d.close()
+
+
+async def call(
+    d: PostgresDriver, proc: str, inputs: dict[str, str] | None = None, **kw: object
+) -> dict[str, str]:
+    return await d.call(
+        proc, inputs or {}, timeout=float(kw.get("timeout", 10)), expect_rows=bool(kw.get("rows", True))
+    )
+
+
+async def test_named_inputs_and_default(driver: PostgresDriver) -> None:
+    assert await call(driver, "ct.echo", {"a": "x", "b": "y"}) == {"a": "x", "b": "y"}
+    assert await call(driver, "ct.echo", {"a": "only"}) == {"a": "only", "b": ""}
+
+
+async def test_names_fold_like_unquoted_identifiers(driver: PostgresDriver) -> None:
+    # The reference's classes say k8sName; PostgreSQL stores k8sname.
+    assert await call(driver, "CT.Echo_Name", {"k8sName": "db1"}) == {"k8sName": "db1"}
+
+
+async def test_null_value_is_empty_string(driver: PostgresDriver) -> None:
+    assert await call(driver, "ct.with_null") == {"username": "u", "password": ""}
+
+
+async def test_extra_columns_ignored_and_non_text_converted(driver: PostgresDriver) -> None:
+    assert await call(driver, "ct.extra_columns") == {"username": "u", "port": "5432"}
+    assert await call(driver, "ct.non_text") == {"port": "5432"}
+    assert await call(driver, "ct.empty") == {}
+
+
+@pytest.mark.parametrize(
+    ("procedure", "inputs", "reason", "fragment"),
+    [
+        ("ct.dup_keys", {}, Reason.DUPLICATE_KEY, "'password' more than once"),
+        ("ct.null_key", {}, Reason.BAD_RESULT_SHAPE, "NULL or empty key"),
+        ("ct.wrong_shape", {}, Reason.BAD_RESULT_SHAPE, "(name, val)"),
+        ("ct.no_such_function", {}, Reason.PROCEDURE_NOT_FOUND, "does not exist"),
+        ("ct.echo", {"nope": "1"}, Reason.WRONG_PARAMETERS, "does not exist"),
+        ("ct.raise_error", {"msg": "quota"}, Reason.PROCEDURE_FAILED, "procedure refused: quota"),
+        ("ct.error_after_rows", {}, Reason.PROCEDURE_FAILED, "failed after the first row"),
+        ("ct.delete_proc", {"k8sname": "p"}, Reason.BAD_RESULT_SHAPE, "cannot return a row set"),
+    ],
+)
+async def test_documented_errors(
+    driver: PostgresDriver, procedure: str, inputs: dict[str, str], reason: Reason, fragment: str
+) -> None:
+    with pytest.raises(ProcedureError) as err:
+        await call(driver, procedure, inputs)
+    assert err.value.reason is reason, str(err.value)
+    assert fragment in str(err.value)
+    assert await call(driver, "ct.echo", {"a": "still usable"}) == {"a": "still usable", "b": ""}
+
+
+async def test_raise_keeps_hint(driver: PostgresDriver) -> None:
+    with pytest.raises(ProcedureError, match="ask the DBA"):
+        await call(driver, "ct.raise_error", {"msg": "x"})
+
+
+@pytest.mark.parametrize("name", ["x; DROP TABLE t", "a.b.c", "1abc", "", "ct.echo()", 'ct."echo"', "a" * 64])
+async def test_bad_procedure_name_is_a_class_error(driver: PostgresDriver, name: str) -> None:
+    with pytest.raises(ContractError) as err:
+        await call(driver, name)
+    assert err.value.reason is Reason.INVALID_CLASS
+    assert driver.stats().size == 0  # refused before any connection
+
+
+@pytest.mark.parametrize("key", ["a b", "a;--", "0", "x" * 64, 'a"'])
+async def test_bad_parameter_name_is_a_class_error(driver: PostgresDriver, key: str) -> None:
+    with pytest.raises(ContractError):
+        await call(driver, "ct.echo", {key: "v"})
+
+
+async def test_delete_void_function_and_procedure(
+    driver: PostgresDriver, contract_db: PostgresServer
+) -> None:
+    assert await call(driver, "ct.delete_void", {"k8sname": "v1"}, rows=False) == {}
+    assert await call(driver, "ct.delete_proc", {"k8sname": "p1"}, rows=False) == {}
+    assert await call(driver, "ct.delete_proc", {"k8sname": "p2"}, rows=False) == {}  # remembered as CALL
+    names = contract_db.psql("SELECT string_agg(name, ',' ORDER BY name) FROM ct.deleted", database=DB)
+    assert {"v1", "p1", "p2"} <= set(names.strip().split(","))
+
+
+async def test_hung_procedure_times_out_and_is_cancelled(
+    driver: PostgresDriver, contract_db: PostgresServer
+) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(ProcedureError) as err:
+        await call(driver, "ct.sleep", {"seconds": "120"}, timeout=1.0)
+    assert err.value.reason is Reason.OPERATION_TIMEOUT
+    assert loop.time() - started < 30
+    await wait_until(
+        lambda: _active_sleeps(contract_db) == 0, timeout=20, what="server-side statement cancelled"
+    )
+    assert await call(driver, "ct.echo", {"a": "after"}) == {"a": "after", "b": ""}
+
+
+async def test_cancelled_call_cancels_server_statement(
+    driver: PostgresDriver, contract_db: PostgresServer
+) -> None:
+    task = asyncio.create_task(call(driver, "ct.sleep", {"seconds": "120"}, timeout=60))
+    await wait_until(lambda: _active_sleeps(contract_db) == 1, timeout=20, what="statement running")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await wait_until(
+        lambda: _active_sleeps(contract_db) == 0, timeout=20, what="server-side statement cancelled"
+    )
+    await wait_until(lambda: in_use(driver) == 0, timeout=20, what="connection back in the pool")
+
+
+def _active_sleeps(server: PostgresServer) -> int:
+    out = server.psql(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dbaasctl' "
+        "AND state = 'active' AND query LIKE '%ct%sleep%'",
+        database=DB,
+    )
+    return int(out.strip())
+
+
+async def test_hundred_thousand_rows(driver: PostgresDriver) -> None:
+    out = await call(driver, "ct.many", {"n": "100000"}, timeout=120)
+    assert len(out) == 100000
+    assert out["k100000"] == "v" * 20 + "100000"
+
+
+@pytest.mark.parametrize("value", INJECTION_CORPUS, ids=range(len(INJECTION_CORPUS)))
+async def test_injection_corpus_round_trips(driver: PostgresDriver, value: str) -> None:
+    out = await call(driver, "ct.echo", {"a": value, "b": value[::-1]})
+    assert out["a"].encode("utf-8") == value.encode("utf-8")
+    assert out["b"] == value[::-1]
+
+
+async def test_describe_lists_parameters(driver: PostgresDriver) -> None:
+    (echo,) = await driver.describe("ct.echo", timeout=10)
+    assert [(p.name, p.mode, p.has_default) for p in echo.inputs] == [("a", "IN", False), ("b", "IN", True)]
+    assert echo.outputs == ("key", "value")
+    (proc,) = await driver.describe("ct.delete_proc", timeout=10)
+    assert proc.kind == "procedure"
+    assert await driver.describe("ct.nothing_here", timeout=10) == []
+
+
+async def test_unreachable_server_is_connection_failed() -> None:
+    from testbed.dbms import _free_port
+
+    d = PostgresDriver(parse_dsn(f"postgresql://u:secretpw@127.0.0.1:{_free_port()}/x"), connect_timeout=2)
+    try:
+        with pytest.raises(ProcedureError) as err:
+            await d.call("ct.echo", {"a": "1"}, timeout=5, expect_rows=True)
+        assert err.value.reason is Reason.CONNECTION_FAILED
+        with pytest.raises(ProcedureError) as err2:
+            await d.ping(5)
+        assert err2.value.reason is Reason.CONNECTION_FAILED
+        assert "secretpw" not in str(err.value) + str(err2.value)
+    finally:
+        await d.close()

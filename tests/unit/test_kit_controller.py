@@ -1,0 +1,207 @@
+"""Workers and result handling with a real queue: controller-runtime's rules, metrics, failure isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from dbaasctl.kube.controller import Controller, Reconcile, Result, TerminalError
+from dbaasctl.kube.ratelimit import ItemExponentialFailureRateLimiter
+
+
+def make(reconcile: Reconcile, registry: CollectorRegistry, **kw: object) -> Controller:
+    kw.setdefault("rate_limiter", ItemExponentialFailureRateLimiter(0.01, 0.05))
+    return Controller("things", reconcile, registry=registry, **kw)  # type: ignore[arg-type]
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    v = registry.get_sample_value(name, {"controller": "things", **labels})
+    return 0.0 if v is None else v
+
+
+async def wait_for(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+
+async def test_metrics_series_exist_before_the_first_reconcile() -> None:
+    registry = CollectorRegistry()
+
+    async def ok(key: str) -> None:
+        return None
+
+    make(ok, registry, workers=3)
+    assert (
+        registry.get_sample_value("controller_runtime_max_concurrent_reconciles", {"controller": "things"})
+        == 3
+    )
+    assert registry.get_sample_value("controller_runtime_active_workers", {"controller": "things"}) == 0
+    for result in ("success", "error", "requeue", "requeue_after"):
+        assert (
+            registry.get_sample_value(
+                "controller_runtime_reconcile_total", {"controller": "things", "result": result}
+            )
+            == 0
+        )
+
+
+async def test_error_retries_with_backoff_until_success_then_forgets(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = CollectorRegistry()
+    calls: list[str] = []
+
+    async def flaky(key: str) -> None:
+        calls.append(key)
+        if len(calls) < 4:
+            raise RuntimeError(f"attempt {len(calls)} failed")
+
+    ctl = make(flaky, registry)
+    ctl.start()
+    ctl.enqueue("ns/a")
+    with caplog.at_level(logging.ERROR):
+        await wait_for(lambda: value(registry, "controller_runtime_reconcile_total", result="success") == 1)
+    assert calls == ["ns/a"] * 4
+    assert value(registry, "controller_runtime_reconcile_errors_total") == 3
+    assert value(registry, "controller_runtime_reconcile_total", result="error") == 3
+    assert ctl.queue.num_requeues("ns/a") == 0, "success forgets the failure history"
+    assert any("ns/a" in r.getMessage() and "attempt 1 failed" in r.getMessage() for r in caplog.records)
+    await ctl.stop(1)
+
+
+async def test_requeue_after_forgets_and_comes_back() -> None:
+    registry = CollectorRegistry()
+    calls = 0
+
+    async def periodic(key: str) -> Result:
+        nonlocal calls
+        calls += 1
+        return Result(requeue_after=0.02)
+
+    ctl = make(periodic, registry)
+    ctl.queue.rate_limiter.when("ns/a")  # pretend earlier failures
+    ctl.start()
+    ctl.enqueue("ns/a")
+    await wait_for(lambda: calls >= 3)
+    assert ctl.queue.num_requeues("ns/a") == 0
+    assert value(registry, "controller_runtime_reconcile_total", result="requeue_after") >= 3
+    await ctl.stop(1)
+
+
+async def test_requeue_flag_is_rate_limited() -> None:
+    registry = CollectorRegistry()
+    calls = 0
+
+    async def again(key: str) -> Result:
+        nonlocal calls
+        calls += 1
+        return Result(requeue=calls < 3)
+
+    ctl = make(again, registry)
+    ctl.start()
+    ctl.enqueue("k")
+    await wait_for(lambda: calls == 3 and not ctl.in_flight())
+    assert value(registry, "controller_runtime_reconcile_total", result="requeue") == 2
+    assert value(registry, "controller_runtime_reconcile_total", result="success") == 1
+    await ctl.stop(1)
+
+
+async def test_terminal_error_is_not_retried() -> None:
+    registry = CollectorRegistry()
+    calls = 0
+
+    async def invalid(key: str) -> None:
+        nonlocal calls
+        calls += 1
+        raise TerminalError("spec is invalid")
+
+    ctl = make(invalid, registry)
+    ctl.start()
+    ctl.enqueue("k")
+    await wait_for(lambda: value(registry, "controller_runtime_terminal_reconcile_errors_total") == 1)
+    await asyncio.sleep(0.1)
+    assert calls == 1
+    assert not ctl.queue.waiting()
+    await ctl.stop(1)
+
+
+async def test_timeout_counts_and_retries_and_worker_survives() -> None:
+    registry = CollectorRegistry()
+    calls = 0
+
+    async def slow_once(key: str) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.sleep(10)
+
+    ctl = make(slow_once, registry, workers=1, reconcile_timeout=0.05)
+    ctl.start()
+    ctl.enqueue("k")
+    await wait_for(lambda: value(registry, "controller_runtime_reconcile_total", result="success") == 1)
+    assert value(registry, "controller_runtime_reconcile_timeouts_total") == 1
+    assert calls == 2
+    await ctl.stop(1)
+
+
+async def test_exceptions_never_kill_workers_and_keys_never_run_concurrently() -> None:
+    registry = CollectorRegistry()
+    running: set[str] = set()
+    overlaps = 0
+    done: dict[str, int] = {}
+
+    async def reconcile(key: str) -> None:
+        nonlocal overlaps
+        if key in running:
+            overlaps += 1
+        running.add(key)
+        try:
+            await asyncio.sleep(0.001)
+            done[key] = done.get(key, 0) + 1
+            if done[key] % 3 == 0:
+                raise ValueError("every third pass fails")
+        finally:
+            running.discard(key)
+
+    ctl = make(reconcile, registry, workers=4)
+    ctl.start()
+    for round_ in range(30):
+        for i in range(6):
+            ctl.enqueue(f"k{i}")
+        await asyncio.sleep(0.002 * (round_ % 3))
+    await wait_for(lambda: not ctl.in_flight() and not len(ctl.queue) and not ctl.queue.waiting())
+    assert overlaps == 0
+    assert ctl.running, "all workers still alive after many exceptions"
+    assert value(registry, "controller_runtime_active_workers") == 0
+    await ctl.stop(1)
+    assert not ctl.running
+
+
+async def test_stop_drains_in_flight_then_cancels_stragglers() -> None:
+    registry = CollectorRegistry()
+    finished: list[str] = []
+    cancelled: list[str] = []
+
+    async def reconcile(key: str) -> None:
+        try:
+            await asyncio.sleep(0.05 if key == "quick" else 30)
+            finished.append(key)
+        except asyncio.CancelledError:
+            cancelled.append(key)
+            raise
+
+    ctl = make(reconcile, registry, workers=2)
+    ctl.start()
+    ctl.enqueue("quick")
+    ctl.enqueue("stuck")
+    await wait_for(lambda: len(ctl.in_flight()) == 2)
+    ctl.enqueue("never")  # queued, but a stopping controller takes no new work
+    assert await ctl.stop(drain_timeout=0.3) is False
+    assert finished == ["quick"]
+    assert cancelled == ["stuck"]
+    assert not ctl.running
+    assert value(registry, "controller_runtime_reconcile_total", result="error") == 0, "cancel is no error"
