@@ -214,17 +214,20 @@ def test_create_becomes_ready_with_working_credentials(env: Env) -> None:
     assert secret["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "dbaasctl"
     assert secret["metadata"]["labels"]["dbaasctl.io/database"] == "orders"
     (owner,) = secret["metadata"]["ownerReferences"]
-    assert owner["uid"] == db["metadata"]["uid"] and owner["controller"] is True
+    assert owner["uid"] == db["metadata"]["uid"]
+    assert owner["controller"] is True
     creds = env.creds(ns, "orders-credentials")
     assert creds.keys() >= BINDING_KEYS  # no secretFormat in the class: Service Binding layout
-    assert creds["type"] == "postgresql" and creds["provider"] == "postgres"
+    assert creds["type"] == "postgresql"
+    assert creds["provider"] == "postgres"
     assert can_login(creds)
     # The URI is a complete connection string too.
     asyncio.run(asyncpg.connect(dsn=creds["uri"], timeout=10)).terminate()
     assert _pg_catalog(env, f"SELECT count(*) FROM pg_database WHERE datname = '{creds['database']}'") == "1"
 
     reasons = env.obs.reasons(ns, "orders")
-    assert ("Normal", "Creating") in reasons and ("Normal", "Created") in reasons
+    assert ("Normal", "Creating") in reasons
+    assert ("Normal", "Created") in reasons
     assert ("Normal", "SecretCreated") in reasons
     creates_after = env.operator.metric(
         "dbaasctl_database_operations_total", {"operation": "create", "result": "success"}
@@ -277,7 +280,8 @@ def test_rotate_by_token_once_per_value(env: Env) -> None:
     assert db["status"]["rotationToken"] == "2024-01"
     assert db["metadata"]["annotations"]["dbaasctl.io/rotate"] == "2024-01"  # left for GitOps tools
     second = env.creds(ns, "rot-token-credentials")
-    assert can_login(second) and not can_login(first)
+    assert can_login(second)
+    assert not can_login(first)
     # Unrelated changes wake the reconciler but must not rotate again for the same token.
     env.kube.kubectl("label", "-n", ns, "db/rot-token", "touched=yes")
     env.kube.kubectl("annotate", "--overwrite", "-n", ns, "db/rot-token", "dbaasctl.io/rotate=2024-02")
@@ -285,7 +289,8 @@ def test_rotate_by_token_once_per_value(env: Env) -> None:
     assert db["status"]["rotationToken"] == "2024-02"
     assert db["status"]["credentialGeneration"] == 3
     third = env.creds(ns, "rot-token-credentials")
-    assert can_login(third) and not can_login(second)
+    assert can_login(third)
+    assert not can_login(second)
 
 
 def test_rotate_when_secret_deleted(env: Env) -> None:
@@ -299,9 +304,11 @@ def test_rotate_when_secret_deleted(env: Env) -> None:
     new_creds = env.creds(ns, "rot-del-credentials")
     assert new["metadata"]["ownerReferences"][0]["name"] == "rot-del"
     assert new_creds["password"] != old["password"]
-    assert can_login(new_creds) and not can_login(old)
+    assert can_login(new_creds)
+    assert not can_login(old)
     db = env.obs.db(ns, "rot-del")
-    assert db is not None and db["status"]["provisionedAt"]
+    assert db is not None
+    assert db["status"]["provisionedAt"]
 
 
 def test_edited_secret_is_rotated_and_user_metadata_survives(env: Env) -> None:
@@ -328,7 +335,8 @@ def test_edited_secret_is_rotated_and_user_metadata_survives(env: Env) -> None:
     assert secret["metadata"]["labels"]["team"] == "payments"
     assert secret["metadata"]["annotations"]["reloader.example.com/match"] == "true"
     assert new["extra"] == "mine"  # a key the user added is theirs
-    assert can_login(new) and not can_login(old)
+    assert can_login(new)
+    assert not can_login(old)
 
 
 def test_scheduled_rotation(env: Env) -> None:
@@ -339,7 +347,8 @@ def test_scheduled_rotation(env: Env) -> None:
     db = env.wait_generation(ns, "sched", 3, timeout=90)
     assert db["status"]["lastRotationTime"]
     latest = env.creds(ns, "sched-credentials")
-    assert can_login(latest) and not can_login(first)
+    assert can_login(latest)
+    assert not can_login(first)
     assert ("Normal", "Rotated") in env.obs.reasons(ns, "sched")
 
 
@@ -383,8 +392,10 @@ def test_same_name_in_two_namespaces_gives_two_databases(env: Env) -> None:
     env.obs.wait_db(a, "twin", "True")
     env.obs.wait_db(b, "twin", "True")
     ca, cb = env.creds(a, "twin-credentials"), env.creds(b, "twin-credentials")
-    assert ca["database"] != cb["database"] and ca["username"] != cb["username"]
-    assert can_login(ca) and can_login(cb)
+    assert ca["database"] != cb["database"]
+    assert ca["username"] != cb["username"]
+    assert can_login(ca)
+    assert can_login(cb)
     crossed = {**ca, "database": cb["database"]}
     with pytest.raises(asyncpg.PostgresError):
         asyncio.run(_use(crossed))  # one tenant cannot open the other's database
@@ -483,7 +494,8 @@ def test_foreign_secret_is_never_overwritten(env: Env) -> None:
     secret = env.obs.secret(ns, "clash-credentials")
     assert secret is not None
     assert Observer.decoded(secret) == {"password": "someone-elses"}
-    assert not secret["metadata"].get("ownerReferences") and not secret["metadata"].get("labels")
+    assert not secret["metadata"].get("ownerReferences")
+    assert not secret["metadata"].get("labels")
     env.kube.kubectl("delete", "secret", "-n", ns, "clash-credentials")
     env.obs.wait_db(ns, "clash", "True")
     assert can_login(env.creds(ns, "clash-credentials"))

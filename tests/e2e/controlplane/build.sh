@@ -16,11 +16,17 @@ if [ "${1:-}" = "--print-bin" ]; then echo "$bin"; exit 0; fi
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly
 mkdir -p "$bin"
 
-reports() { [ -x "$1" ] && "$1" "${@:2}" 2>/dev/null | grep -qF "$3"; }
+# Capture first, then match: `cmd | grep -q` can kill cmd with SIGPIPE, which pipefail turns into a failure.
+reports() {
+  local bin=$1 arg=$2 want=$3 out
+  [ -x "$bin" ] || return 1
+  out=$("$bin" "$arg" 2>/dev/null) || return 1
+  [[ $out == *"$want"* ]]
+}
 stamp() { date +%s; }
 
-if ! reports "$bin/kube-apiserver" --version "$KUBE_VERSION" "Kubernetes $KUBE_VERSION" \
-  || ! reports "$bin/kube-controller-manager" --version "$KUBE_VERSION" "Kubernetes $KUBE_VERSION"; then
+if ! reports "$bin/kube-apiserver" --version "Kubernetes $KUBE_VERSION" \
+  || ! reports "$bin/kube-controller-manager" --version "Kubernetes $KUBE_VERSION"; then
   minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
   ldf="-s -w"
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -34,14 +40,14 @@ if ! reports "$bin/kube-apiserver" --version "$KUBE_VERSION" "Kubernetes $KUBE_V
   echo "built kube binaries in $(( $(stamp) - t ))s" >&2
 fi
 
-if ! reports "$bin/etcd" --version "$ETCD_VERSION" "etcd Version: $ETCD_VERSION"; then
+if ! reports "$bin/etcd" --version "etcd Version: $ETCD_VERSION"; then
   echo "building etcd $ETCD_VERSION into $bin" >&2
   t=$(stamp)
   (cd "$here/etcd" && go build -trimpath -ldflags "-s -w" -o "$bin/etcd" .)
   echo "built etcd in $(( $(stamp) - t ))s" >&2
 fi
 
-if ! reports "$bin/helm" version "$HELM_VERSION" "$HELM_VERSION"; then
+if ! reports "$bin/helm" version "$HELM_VERSION"; then
   echo "building helm $HELM_VERSION into $bin" >&2
   t=$(stamp)
   (cd "$here/helm" && go build -trimpath \
@@ -50,7 +56,5 @@ if ! reports "$bin/helm" version "$HELM_VERSION" "$HELM_VERSION"; then
   echo "built helm in $(( $(stamp) - t ))s" >&2
 fi
 
-"$bin/kube-apiserver" --version >&2
-"$bin/etcd" --version | head -1 >&2
-"$bin/helm" version --short >&2
+{ "$bin/kube-apiserver" --version; etcd_out=$("$bin/etcd" --version); echo "${etcd_out%%$'\n'*}"; "$bin/helm" version --short; } >&2
 echo "$bin"

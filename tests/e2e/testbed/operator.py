@@ -328,9 +328,10 @@ def database(
 
 def apply(kube: Any, *objs: dict[str, Any]) -> None:
     """`kubectl apply` of manifests given as dicts (a List, so one process for many objects)."""
-    kube.kubectl(
-        "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objs)})
-    )
+    doc = json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objs)})
+    proc = kube.kubectl("apply", "-f", "-", input=doc, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"kubectl apply failed: {proc.stderr.strip()}")
 
 
 # -- reading what the operator did -------------------------------------------------------------------
