@@ -60,14 +60,14 @@ async def http_get(url: str, token: str | None = None) -> tuple[int, str]:
         return resp.status, await resp.text()
 
 
-def metric_value(text: str, name: str, **labels: str) -> float | None:
+def metric_value(text: str, metric_name: str, /, **labels: str) -> float | None:
     """One sample from Prometheus text exposition."""
     for line in text.splitlines():
-        if not line.startswith(name):
+        if not line.startswith(metric_name):
             continue
         head, _, value = line.rpartition(" ")
         metric, _, label_text = head.partition("{")
-        if metric != name:
+        if metric != metric_name:
             continue
         found = dict(part.split("=", 1) for part in label_text.rstrip("}").split(",") if "=" in part)
         if all(json.loads(found.get(k, "null") or "null") == v for k, v in labels.items()):

@@ -16,8 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
-
 from dbaasctl.kube.client import CONFIGMAPS, KubeClient, object_key
 from dbaasctl.kube.controller import Result
 from dbaasctl.kube.manager import Manager, ManagerSettings
@@ -41,7 +39,6 @@ async def main(argv: list[str]) -> int:
         renew_deadline=durations[1],
         retry_period=durations[2],
         graceful_shutdown_timeout=5.0,
-        registry=CollectorRegistry(),
     )
     manager = Manager(client, settings)
     informer = manager.add_informer(CONFIGMAPS, namespace=namespace)

@@ -240,8 +240,8 @@ def test_database_class_validation(crds: Path, kubectl: Kubectl, request: pytest
     rejected(
         kubectl,
         None,
-        class_with("fast", rotation={"interval": "30s"}),
-        "rotation.interval must be at least 1m",
+        class_with("fast", rotation={"interval": "500ms"}),
+        "rotation.interval must be at least 1s",
     )
     rejected(kubectl, None, class_with("days", rotation={"interval": "30d"}), "spec.rotation.interval")
     rejected(kubectl, None, class_with("nosecret", secretFormat={}), "spec.secretFormat")

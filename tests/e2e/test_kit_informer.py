@@ -7,11 +7,11 @@ import random
 from typing import Any
 
 import pytest
+from kit_helpers import configmap, eventually, fresh_configmaps, informer_view, kube_client
 from prometheus_client import CollectorRegistry
 
 from dbaasctl.kube.client import CONFIGMAPS, ApiError
 from dbaasctl.kube.informer import DeletedFinalStateUnknown, Informer
-from kit_helpers import configmap, eventually, fresh_configmaps, informer_view, kube_client
 from testbed.controlplane import ControlPlane, KubeTools
 
 
@@ -111,7 +111,9 @@ async def test_indexer_and_label_selector_against_real_objects(
             assert await eventually(lambda: len(informer.keys()) == 3)
             assert informer.index_keys("owner", "x") == [f"{namespace}/a", f"{namespace}/b"]
             obj = informer.get(f"{namespace}/a")
-            assert obj is not None and obj["kind"] == "ConfigMap" and obj["apiVersion"] == "v1"
+            assert obj is not None
+            assert obj["kind"] == "ConfigMap"
+            assert obj["apiVersion"] == "v1"
             assert "managedFields" not in obj["metadata"], "objects are stored slimmed"
             assert informer.get(f"{namespace}/unlabelled") is None
         finally:
@@ -138,7 +140,8 @@ async def test_informer_recovers_after_api_server_restart_without_missing_change
             await client.create(path, configmap("new", v="0"))
             assert await eventually(lambda: consistent(client, namespace, informer, rec), timeout=90)
             change = informer.get(f"{namespace}/change")
-            assert change is not None and change["data"] == {"v": "2"}
+            assert change is not None
+            assert change["data"] == {"v": "2"}
             assert not rec.errors
             assert informer.health.watches >= 2, "the watch was re-established"
             assert informer.check_alive() is None
@@ -217,5 +220,51 @@ async def test_silent_stream_is_reopened_after_the_idle_timeout(
             await client.create(CONFIGMAPS.path(namespace), configmap("after-idle"))
             assert await eventually(lambda: "after-idle" in rec.view, timeout=30)
             assert informer.check_alive() is None
+        finally:
+            await informer.stop()
+
+
+async def test_supervisor_restarts_a_crashed_watch_loop(control_plane: KubeTools, namespace: str) -> None:
+    crashed = False
+
+    def fragile(obj: dict[str, Any]) -> dict[str, Any]:
+        nonlocal crashed
+        if obj["metadata"]["name"] == "poison" and not crashed:
+            crashed = True
+            raise RuntimeError("a bug in our own code")
+        return obj
+
+    async with kube_client(control_plane.kubeconfig, registry=CollectorRegistry()) as client:
+        informer, rec = new_informer(client, namespace, transform=fragile)
+        informer.start()
+        try:
+            assert await informer.wait_for_sync(60)
+            await client.create(CONFIGMAPS.path(namespace), configmap("poison"))
+            await client.create(CONFIGMAPS.path(namespace), configmap("after"))
+            assert await eventually(lambda: consistent(client, namespace, informer, rec), timeout=60)
+            assert informer.health.crashes == 1
+            assert informer.health.lists == 2, "restarted with a relist"
+            assert informer.check_alive() is None
+        finally:
+            await informer.stop()
+
+
+async def test_objects_near_the_size_limit_pass_through_list_and_watch(
+    control_plane: KubeTools, namespace: str
+) -> None:
+    big = "x" * 900_000  # far beyond aiohttp's default 128 KiB line limit
+    async with kube_client(control_plane.kubeconfig, registry=CollectorRegistry()) as client:
+        await client.create(CONFIGMAPS.path(namespace), configmap("listed", blob=big))
+        informer, rec = new_informer(client, namespace)
+        informer.start()
+        try:
+            assert await informer.wait_for_sync(60)
+            await client.create(CONFIGMAPS.path(namespace), configmap("watched", blob=big))
+            assert await eventually(lambda: "watched" in rec.view, timeout=60)
+            for name in ("listed", "watched"):
+                obj = informer.get(f"{namespace}/{name}")
+                assert obj is not None
+                assert len(obj["data"]["blob"]) == len(big)
+            assert informer.health.lists == 1
         finally:
             await informer.stop()

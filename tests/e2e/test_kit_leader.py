@@ -8,6 +8,7 @@ the test samples both processes' `leader_election_master_status` and the Lease i
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -19,9 +20,9 @@ from pathlib import Path
 
 import port_for
 import pytest
+from kit_helpers import configmap, eventually, http_get, kube_client, metric_value
 
 from dbaasctl.kube.client import CONFIGMAPS, LEASES
-from kit_helpers import configmap, eventually, http_get, kube_client, metric_value
 from testbed.controlplane import REPO, KubeTools
 
 SCRIPT = Path(__file__).with_name("kit_manager_proc.py")
@@ -105,7 +106,7 @@ def cluster(control_plane: KubeTools, namespace: str, tmp_path: Path) -> Iterato
 
 def assert_never_both_worked(cluster: Cluster) -> None:
     spans = sorted((s, e, who) for who, items in cluster.intervals().items() for s, e in items)
-    for (s1, e1, w1), (s2, _e2, w2) in zip(spans, spans[1:], strict=False):
+    for (s1, e1, w1), (s2, _e2, w2) in itertools.pairwise(spans):
         assert not (w1 != w2 and s2 < e1), f"{w1} [{s1:.3f},{e1:.3f}] overlaps {w2} starting {s2:.3f}"
 
 

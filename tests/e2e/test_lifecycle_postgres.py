@@ -98,6 +98,14 @@ async def _use(creds: dict[str, str]) -> None:
         await conn.close()
 
 
+async def _select_one(uri: str) -> int:
+    conn = await asyncpg.connect(dsn=uri, timeout=10)
+    try:
+        return int(await conn.fetchval("SELECT 1"))
+    finally:
+        await conn.close()
+
+
 def can_login(creds: dict[str, str]) -> bool:
     try:
         asyncio.run(_use(creds))
@@ -120,6 +128,10 @@ def env(
         "params": postgres_class(
             f"pg-params-{suffix}",
             parameters=[{"name": "tier", "required": True, "pattern": "^(small|large)$"}],
+        ),
+        "badfmt": postgres_class(
+            f"pg-badfmt-{suffix}",
+            secret_format={"password": "{{ result.password }}", "x": "{{ result.nope }}"},
         ),
         "tmpl": postgres_class(
             f"pg-tmpl-{suffix}",
@@ -150,6 +162,7 @@ def env(
         f"pg-params-{suffix}": [{"name": "pg-params", "dsn": dsn}],
         f"pg-tmpl-{suffix}": [{"name": "pg-tmpl", "dsn": dsn}],
         f"pg-missing-{suffix}": [{"name": "pg-noclass", "dsn": dsn}],
+        f"pg-badfmt-{suffix}": [{"name": "pg-badfmt", "dsn": dsn}],
     }
     apply(kube, *classes.values(), *secrets_)
     operator = OperatorProcess(
@@ -222,7 +235,7 @@ def test_create_becomes_ready_with_working_credentials(env: Env) -> None:
     assert creds["provider"] == "postgres"
     assert can_login(creds)
     # The URI is a complete connection string too.
-    asyncio.run(asyncpg.connect(dsn=creds["uri"], timeout=10)).terminate()
+    assert asyncio.run(_select_one(creds["uri"])) == 1
     assert _pg_catalog(env, f"SELECT count(*) FROM pg_database WHERE datname = '{creds['database']}'") == "1"
 
     reasons = env.obs.reasons(ns, "orders")
@@ -337,6 +350,30 @@ def test_edited_secret_is_rotated_and_user_metadata_survives(env: Env) -> None:
     assert new["extra"] == "mine"  # a key the user added is theirs
     assert can_login(new)
     assert not can_login(old)
+
+
+def test_token_present_at_creation_does_not_rotate(env: Env) -> None:
+    """A GitOps manifest carries its rotate token from day one: fresh credentials already satisfy it."""
+    ns = env.apps[0]
+    env.create("gitops", ns, "pg", annotations={"dbaasctl.io/rotate": "v1"})
+    db = env.obs.wait_db(ns, "gitops", "True", "Provisioned")
+    assert db["status"]["rotationToken"] == "v1"
+    assert db["status"]["credentialGeneration"] == 1
+    assert ("Normal", "Rotating") not in env.obs.reasons(ns, "gitops")
+
+
+def test_our_labels_removed_from_the_secret_are_restored(env: Env) -> None:
+    ns = env.apps[0]
+    env.create("relabel", ns, "pg")
+    env.obs.wait_db(ns, "relabel", "True")
+    before = env.creds(ns, "relabel-credentials")
+    env.kube.kubectl("label", "-n", ns, "secret/relabel-credentials", "app.kubernetes.io/managed-by-")
+    env.obs.wait_event(ns, "relabel", "SecretRepaired")
+    secret = env.obs.secret(ns, "relabel-credentials")
+    assert secret is not None
+    assert secret["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "dbaasctl"
+    assert Observer.decoded(secret)["password"] == before["password"]  # labels only: no rotation
+    assert env.generation(ns, "relabel") == 1
 
 
 def test_scheduled_rotation(env: Env) -> None:
@@ -478,6 +515,25 @@ def test_template_error_then_class_fixed(env: Env) -> None:
     env.obs.wait_db(ns, "templated", "True")
 
 
+def test_secret_format_error_after_create_is_repaired_by_rotation_not_create(env: Env) -> None:
+    ns = env.apps[1]
+    creates = env.operator.metric(
+        "dbaasctl_dbms_operations_total", {"endpoint": "pg-badfmt", "operation": "create"}
+    )
+    env.create("badfmt", ns, "pg-badfmt")
+    db = env.obs.wait_db(ns, "badfmt", "False", "SecretTemplateError")
+    assert "result.nope" in Observer.ready_of(db)[2]  # type: ignore[index]
+    assert db["status"]["provisionedAt"]  # the database exists: create is done for good
+    assert env.obs.secret(ns, "badfmt-credentials") is None
+    apply(env.kube, postgres_class(f"pg-badfmt-{env.suffix}"))  # the DBA fixes the class
+    db = env.obs.wait_db(ns, "badfmt", "True", "Rotated")
+    assert can_login(env.creds(ns, "badfmt-credentials"))
+    after = env.operator.metric(
+        "dbaasctl_dbms_operations_total", {"endpoint": "pg-badfmt", "operation": "create"}
+    )
+    assert (after or 0) - (creates or 0) == 1
+
+
 def test_foreign_secret_is_never_overwritten(env: Env) -> None:
     ns = env.apps[1]
     foreign = {
@@ -529,7 +585,8 @@ def test_no_credentials_in_events_status_or_logs(env: Env) -> None:
         sinks[f"events {ns}"] = env.kube.kubectl("get", "events.events.k8s.io", "-n", ns, "-o", "json").stdout
         sinks[f"core events {ns}"] = env.kube.kubectl("get", "events", "-n", ns, "-o", "json").stdout
         sinks[f"databases {ns}"] = env.kube.kubectl("get", "databases", "-n", ns, "-o", "json").stdout
-    sinks["operatorconfig"] = env.kube.kubectl("get", "operatorconfig", "-n", env.system, "-o", "json").stdout
+    config = env.kube.kubectl_json("get", "operatorconfig", "-n", env.system, "dbaasctl")
+    sinks["operatorconfig status"] = json.dumps(config["status"])  # the spec holds inline DSNs by design
     sinks["metrics"] = env.operator.metrics()
     for sink, text in sinks.items():
         for secret in forbidden:

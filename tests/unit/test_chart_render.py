@@ -153,16 +153,14 @@ def grants(
 
 
 DATABASE_RULES = (
-    grants("dbaasctl.io", ["databases"], ["get", "list", "watch", "patch", "update"])
-    | grants("dbaasctl.io", ["databases/status"], ["get", "patch", "update"])
+    grants("dbaasctl.io", ["databases"], ["get", "list", "watch", "patch"])
+    | grants("dbaasctl.io", ["databases/status"], ["patch"])
     | grants("dbaasctl.io", ["databases/finalizers"], ["update"])
-    | grants("", ["secrets"], ["get", "list", "watch", "create", "patch", "update", "delete"])
+    | grants("", ["secrets"], ["get", "list", "watch", "create", "patch", "delete"])
     | grants("events.k8s.io", ["events"], ["create", "patch"])
 )
-CLUSTER_ONLY_RULES = (
-    grants("dbaasctl.io", ["databaseclasses"], ["get", "list", "watch"])
-    | grants("dbaasctl.io", ["databaseclasses/status"], ["get", "patch", "update"])
-    | grants("", ["namespaces"], ["get", "list", "watch"])
+CLUSTER_ONLY_RULES = grants("dbaasctl.io", ["databaseclasses"], ["get", "list", "watch"]) | grants(
+    "", ["namespaces"], ["get", "list", "watch"]
 )
 METRICS_AUTH_RULES = grants("authentication.k8s.io", ["tokenreviews"], ["create"]) | grants(
     "authorization.k8s.io", ["subjectaccessreviews"], ["create"]
@@ -420,17 +418,36 @@ def test_release_namespace_role() -> None:
     role = only(docs, "Role")
     lease = flag(docs, "leader-election-id")
     assert lease == "rel-dbaasctl-leader"
-    assert rule_set(role["rules"]) == (
-        grants("coordination.k8s.io", ["leases"], ["create"])
-        | {("coordination.k8s.io", "leases", v, (lease,)) for v in ("get", "update", "patch")}
-        | grants("dbaasctl.io", ["operatorconfigs"], ["get", "list", "watch"])
-        | grants("dbaasctl.io", ["operatorconfigs/status"], ["get", "update", "patch"])
-        | grants("", ["secrets"], ["get", "list", "watch"])
-        | grants("events.k8s.io", ["events"], ["create", "patch"])
-    )
+    config = flag(docs, "config-name")
+    assert config == "rel-dbaasctl"
+    base = {("dbaasctl.io", "operatorconfigs", v, (config,)) for v in ("get", "list", "watch")} | {
+        ("dbaasctl.io", "operatorconfigs/status", "patch", (config,))
+    }
+    election = grants("coordination.k8s.io", ["leases"], ["create"]) | {
+        ("coordination.k8s.io", "leases", v, (lease,)) for v in ("get", "update")
+    }
+    # Cluster-wide mode: Secret reads and Events here come from the ClusterRole already.
+    assert rule_set(role["rules"]) == base | election
     binding = only(docs, "RoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"][0]["name"] == pod_spec(docs)["serviceAccountName"]
+
+    no_election = only(render("operator.leaderElection.enabled=false"), "Role")
+    assert rule_set(no_election["rules"]) == base
+
+    own_reads = grants("", ["secrets"], ["get", "list", "watch"]) | grants(
+        "events.k8s.io", ["events"], ["create", "patch"]
+    )
+    elsewhere = [
+        r
+        for r in of_kind(render("operator.watchNamespaces={team-a}"), "Role")
+        if r["metadata"]["namespace"] == "ops"
+    ]
+    assert rule_set(elsewhere[0]["rules"]) == base | election | own_reads
+    # Watching the release namespace itself: its per-namespace Role covers those reads.
+    including = render("operator.watchNamespaces={team-a,ops}")
+    own = [r for r in of_kind(including, "Role") if r["metadata"]["name"] == "rel-dbaasctl"]
+    assert rule_set(own[0]["rules"]) == base | election
 
 
 def test_watch_namespaces_turn_cluster_wide_access_into_roles() -> None:

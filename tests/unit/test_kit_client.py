@@ -56,7 +56,8 @@ def test_api_error_classification_from_status() -> None:
     gone = ApiError.from_status(
         {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old resource version: 1 (5)"}
     )
-    assert gone.is_gone and not gone.is_conflict
+    assert gone.is_gone
+    assert not gone.is_conflict
     assert ApiError(409, "Conflict").is_conflict
     assert ApiError(409, "AlreadyExists").is_already_exists
     assert ApiError(404, "NotFound").is_not_found
@@ -95,7 +96,7 @@ def test_leader_config_validation_matches_client_go() -> None:
     LeaderElectionConfig("l", "ns").validate()
     with pytest.raises(ValueError, match="greater than the renew deadline"):
         LeaderElectionConfig("l", "ns", lease_duration=10, renew_deadline=10).validate()
-    with pytest.raises(ValueError, match="1.2 x retry period"):
+    with pytest.raises(ValueError, match=r"1\.2 x retry period"):
         LeaderElectionConfig("l", "ns", renew_deadline=2.4, retry_period=2).validate()
     with pytest.raises(ValueError, match="positive"):
         LeaderElectionConfig("l", "ns", retry_period=0).validate()

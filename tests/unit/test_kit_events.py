@@ -68,7 +68,8 @@ def test_spam_filter_per_object_and_filtered_repeats_still_count() -> None:
     clock.now += 300  # one token back
     decision = agg.observe(KEY)
     assert decision.action == "patch"
-    assert decision.series is not None and decision.series.count == 6, "filtered repeats were counted"
+    assert decision.series is not None
+    assert decision.series.count == 6, "filtered repeats were counted"
 
 
 def test_forget_after_a_vanished_event_recreates_it() -> None:

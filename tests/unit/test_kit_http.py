@@ -60,7 +60,8 @@ async def test_probe_format_follows_controller_runtime(
     synced = True
     assert await fetch(f"{base}/readyz") == (200, "ok")
     status, body = await fetch(f"{base}/readyz?verbose")
-    assert status == 200 and "[+]informers-synced ok" in body
+    assert status == 200
+    assert "[+]informers-synced ok" in body
     assert (await fetch(f"{base}/healthz/nope"))[0] == 404
 
 
@@ -72,21 +73,23 @@ async def test_a_raising_check_fails_the_probe(probes: tuple[str, HealthChecks, 
 
     live.add("broken", broken)
     status, body = await fetch(f"{base}/healthz")
-    assert status == 500 and "[-]broken failed" in body
+    assert status == 500
+    assert "[-]broken failed" in body
 
 
 async def test_loop_monitor_detects_a_stalled_loop() -> None:
-    monitor = LoopMonitor(interval=0.05, max_lag=0.2, registry=CollectorRegistry())
+    monitor = LoopMonitor(interval=0.05, max_lag=0.5, registry=CollectorRegistry())
     assert monitor.check() == "heartbeat task not running"
     monitor.start()
     await asyncio.sleep(0.15)
     assert monitor.check() is None
-    time.sleep(0.5)  # block the loop, as a synchronous driver call would
+    time.sleep(1.2)  # block the loop, as a synchronous driver call would
     reason = monitor.check()
-    assert reason is not None and "stalled" in reason
+    assert reason is not None
+    assert "stalled" in reason
     await asyncio.sleep(0.01)  # the heartbeat runs again and records the lag it suffered
-    assert monitor.last_lag >= 0.3
-    await asyncio.sleep(0.2)  # a few timely beats later the loop counts as healthy again
+    assert monitor.last_lag >= 0.8
+    await asyncio.sleep(0.3)  # a few timely beats later the loop counts as healthy again
     assert monitor.check() is None
     await monitor.stop()
 

@@ -74,7 +74,8 @@ def test_bucket_burst_then_reservations_spread_at_qps() -> None:
 def test_try_take_is_a_filter_not_a_reservation() -> None:
     clock = FakeClock()
     bucket = TokenBucket(rate=1 / 300, burst=2, clock=clock)
-    assert bucket.try_take() and bucket.try_take()
+    assert bucket.try_take()
+    assert bucket.try_take()
     assert not bucket.try_take()
     assert bucket.tokens() == pytest.approx(0.0)  # the refusal did not go into debt
     clock.advance(300)

@@ -73,6 +73,8 @@ CONFLICT_RECHECK = 10.0
 NOT_READY_RECHECK = 1.0
 
 Op = Literal["create", "rotate", "delete"]
+#: Ready reasons meaning "the DBMS issued credentials the Secret does not hold": the repair is a rotation.
+STALE_SECRET_REASONS = frozenset({reasons.SECRET_TEMPLATE_ERROR, reasons.SECRET_WRITE_FAILED})
 
 
 class Recorder(Protocol):
@@ -367,12 +369,22 @@ class DatabaseReconciler:
         """Create or update our Secret; returns the Event reason. Raises ApiError on failure."""
         name = self._secret_name(p)
         if secret is not None:
-            await self.d.client.patch(
-                SECRETS.path(p.namespace, name),
-                write_patch(secret, p.raw, data),
-                "merge",
-                field_manager=self.d.field_manager,
-            )
+            path = SECRETS.path(p.namespace, name)
+            try:
+                await self.d.client.patch(
+                    path, write_patch(secret, p.raw, data), "merge", field_manager=self.d.field_manager
+                )
+            except ApiError as exc:
+                if not exc.is_conflict:
+                    raise
+                # Someone touched the Secret since we read it; the new credentials must not be lost for
+                # that, so write once more against the fresh copy if it is still ours.
+                fresh = await self.d.client.get(path)
+                if not inspect_secret(fresh, p.raw).owned:
+                    raise
+                await self.d.client.patch(
+                    path, write_patch(fresh, p.raw, data), "merge", field_manager=self.d.field_manager
+                )
             return reasons.SECRET_UPDATED
         await self.d.client.create(
             SECRETS.path(p.namespace), build_secret(p.raw, name, data), field_manager=self.d.field_manager
@@ -475,14 +487,15 @@ class DatabaseReconciler:
         except _CallFailed as exc:
             await self._fail(p, exc.reason, exc.message)
         self._event(p, reasons.CREATED, f"database created on endpoint {plan.endpoint}")
+        # Recorded even if storing the Secret fails below: from now on only rotate may issue credentials.
         p.status.provisioned_at = self.d.clock()
         p.status.endpoint = plan.endpoint
         p.status.secret_name = name
+        await self._store_credentials(p, plan, secret, result, "created")
         p.status.credential_generation = (p.status.credential_generation or 0) + 1
         annotation = p.db.metadata.annotations.get(ROTATE_ANNOTATION)
         if annotation and annotation != "true":
             p.status.rotation_token = annotation  # fresh credentials satisfy the token that came with them
-        await self._store_credentials(p, plan, secret, result, "created")
         p.set_ready("True", reasons.PROVISIONED, f"database created on endpoint {plan.endpoint}; "
                     f"credentials in Secret {name}")  # fmt: skip
         await self._flush(p)
@@ -495,8 +508,9 @@ class DatabaseReconciler:
     ) -> None:
         """Render and write the Secret after a successful create or rotate.
 
-        On failure the status records what the DBMS already did (provisionedAt, a rotation), so the
-        next attempt rotates to obtain fresh credentials instead of creating again.
+        The DBMS has already issued the credentials, so a failure here leaves Ready=False with reason
+        SecretTemplateError or SecretWriteFailed, and that reason is itself a rotation trigger: the next
+        attempt obtains fresh credentials by rotating, never by creating again.
         """
         name = self._secret_name(p)
         try:
@@ -532,6 +546,13 @@ class DatabaseReconciler:
 
     # -- steady state and rotation -------------------------------------------------------------------
 
+    @staticmethod
+    def _secret_usable(p: _Pass, state: SecretState) -> bool:
+        """Does our Secret hold the credentials the DBMS last issued (so Ready may stay True)?"""
+        ready = p.ready()
+        stale = ready is not None and ready[1] in STALE_SECRET_REASONS
+        return state.exists and state.owned and not state.drifted and not stale
+
     def _rotation_reasons(self, p: _Pass, state: SecretState, klass: DatabaseClassSpec | None) -> list[str]:
         why: list[str] = []
         annotation = p.db.metadata.annotations.get(ROTATE_ANNOTATION)
@@ -544,6 +565,9 @@ class DatabaseReconciler:
             why.append(f"Secret {name} is missing")
         elif state.owned and state.drifted:
             why.append(f"Secret {name} was modified")
+        ready = p.ready()
+        if ready is not None and ready[1] in STALE_SECRET_REASONS:
+            why.append("the last credentials issued could not be stored")
         interval = klass.rotation.interval if klass is not None and klass.rotation is not None else None
         if interval and p.status.provisioned_at is not None:
             last = p.status.last_rotation_time or p.status.provisioned_at
@@ -566,7 +590,7 @@ class DatabaseReconciler:
             await self._secret_conflict(p, name)
             return Result(requeue_after=CONFLICT_RECHECK)
         why = self._rotation_reasons(p, state, plan.klass if plan is not None else None)
-        secret_ok = state.exists and state.owned and not state.drifted
+        secret_ok = self._secret_usable(p, state)
         if why:
             if blocked is not None or plan is None:
                 assert blocked is not None
@@ -598,7 +622,7 @@ class DatabaseReconciler:
         self, p: _Pass, plan: Plan, secret: JsonDict | None, state: SecretState, why: list[str]
     ) -> Result | None:
         name = self._secret_name(p)
-        secret_ok = state.exists and state.owned and not state.drifted
+        secret_ok = self._secret_usable(p, state)
         annotation = p.db.metadata.annotations.get(ROTATE_ANNOTATION)
         log.info("%s: rotating credentials: %s", p.key, "; ".join(why), extra={"database": p.key})
         try:
@@ -614,13 +638,15 @@ class DatabaseReconciler:
             self.d.metrics.rotation_failed(p.key, True)
             kept = " The Secret still holds the previous credentials." if secret_ok else ""
             await self._fail(p, exc.reason, exc.message + kept, ready="True" if secret_ok else "False")
+        if not state.exists:
+            secret = None
+        # What triggered the rotation is marked done only once the Secret holds the new credentials; a
+        # failed write leaves the trigger (and the failure reason, itself a trigger) for the next attempt.
+        await self._store_credentials(p, plan, secret, result, "rotated")
         p.status.last_rotation_time = self.d.clock()
         p.status.credential_generation = (p.status.credential_generation or 0) + 1
         if annotation and annotation != "true":
             p.status.rotation_token = annotation
-        if not state.exists:
-            secret = None
-        await self._store_credentials(p, plan, secret, result, "rotated")
         self.d.metrics.rotation_failed(p.key, False)
         p.set_ready("True", reasons.ROTATED, f"credentials rotated ({'; '.join(why)}); Secret {name} updated")
         await self._flush(p)
@@ -644,13 +670,14 @@ class DatabaseReconciler:
                     await self.d.client.patch(
                         SECRETS.path(p.namespace, name), patch, "merge", field_manager=self.d.field_manager
                     )
-            self._event(
-                p,
+            event = p.raw  # the object as it was: the Event outlives the finalizer removal below
+            await self._remove_finalizer(p)
+            self.d.recorder.normal(
+                event,
                 reasons.RETAINED,
                 f"deletionPolicy Retain: the database on endpoint {p.status.endpoint or p.db.spec.endpoint} "
                 f"and Secret {name} were kept",
             )
-            await self._remove_finalizer(p)
             p.finished = True
             self.d.metrics.forget(p.key)
             return None

@@ -18,6 +18,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,7 @@ MANAGED_BY = "dbaasctl"
 DATABASE_LABEL = "dbaasctl.io/database"
 CHECKSUM_ANNOTATION = "dbaasctl.io/data-checksum"
 KEYS_ANNOTATION = "dbaasctl.io/data-keys"
+_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
 #: The label selector of the operator's Secret informer.
 SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 
@@ -256,8 +258,8 @@ def binding_data(
 
     Well-known keys are mapped from the usual result names (user/username, dbName/database,
     server/host, ...); host and port fall back to the endpoint's DSN (what the operator itself connects
-    to), the port then to the driver's default. Result keys that were not mapped are kept as they are,
-    so nothing the procedure returned is lost.
+    to), the port then to the driver's default. Result keys that were not mapped are kept as they are
+    when they are valid Secret keys, so nothing usable the procedure returned is lost.
     """
     used: set[str] = set()
     values: dict[str, str] = {}
@@ -291,6 +293,6 @@ def binding_data(
             host = f"[{host}]"  # an IPv6 literal
         data["uri"] = f"{_URI_SCHEME.get(driver, driver)}://{auth}@{host}{port}{path}"
     for key, value in result.items():
-        if key not in used and key not in data:
+        if key not in used and key not in data and _SECRET_KEY.fullmatch(key) and key not in (".", ".."):
             data[key] = value
     return {k: v for k, v in data.items() if v is not None}

@@ -374,7 +374,8 @@ class KubeClient:
         self.host_label = urlsplit(config.host).netloc
         self.timeout = timeout
         self.max_429_retries = max_429_retries
-        self._metrics = _RestMetrics(registry)
+        self.registry = registry if registry is not None else m.default_registry()
+        self._metrics = _RestMetrics(self.registry)
         if config.token:
             register_secret(config.token)
         connector = aiohttp.TCPConnector(limit=100, ssl=_ssl_context(config))

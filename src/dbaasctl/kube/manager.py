@@ -39,7 +39,6 @@ from dbaasctl.kube.events import EventRecorder
 from dbaasctl.kube.informer import IndexFunc, Informer
 from dbaasctl.kube.leader import LeaderElectionConfig, LeaderElector, default_identity
 from dbaasctl.kube.ratelimit import RateLimiter
-from dbaasctl.observability import metrics as m
 from dbaasctl.observability.http import (
     HealthChecks,
     HttpServer,
@@ -81,7 +80,6 @@ class ManagerSettings:
     graceful_shutdown_timeout: float = 30.0
     event_loop_max_lag: float = 10.0
     handle_signals: bool = True
-    registry: CollectorRegistry | None = None
 
 
 Runnable = Callable[[], Coroutine[Any, Any, None]]
@@ -95,10 +93,17 @@ class _RunnableSpec:
 
 
 class Manager:
-    def __init__(self, client: KubeClient, settings: ManagerSettings | None = None) -> None:
+    def __init__(
+        self,
+        client: KubeClient,
+        settings: ManagerSettings | None = None,
+        *,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        """`registry` defaults to the client's, so REST metrics and everything else are served together."""
         self.client = client
         self.settings = settings or ManagerSettings()
-        self.registry = self.settings.registry if self.settings.registry is not None else m.default_registry()
+        self.registry = registry if registry is not None else client.registry
         self.informers: list[Informer] = []
         self.controllers: list[Controller] = []
         self.recorders: list[EventRecorder] = []
@@ -125,7 +130,6 @@ class Manager:
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._leading = False
-        self._workers_started = False
         self.probe_port: int | None = None
         self.metrics_port: int | None = None
         self._install_default_checks()
@@ -326,7 +330,6 @@ class Manager:
             recorder.start()
         for controller in self.controllers:
             controller.start()
-        self._workers_started = True
         self._start_runnables(leader_only=True)
 
     async def _wait_for_end(self, hold: asyncio.Task[None] | None) -> int:
@@ -340,7 +343,8 @@ class Manager:
                 if w not in self._runnable_tasks and w is not hold:
                     w.cancel()
         if hold is not None and hold in done:
-            log.error("leadership lost; stopping work and exiting")
+            exc = hold.exception() if not hold.cancelled() else None
+            log.error("leadership lost%s; stopping work and exiting", f" ({exc!r})" if exc else "")
             return EXIT_FAILED
         for task in self._runnable_tasks:
             if task not in done:
@@ -356,9 +360,8 @@ class Manager:
             await asyncio.gather(*(c.abort() for c in self.controllers))
             await self._cancel_runnables()
         else:
-            await self._drain_controllers()
+            await self._drain_controllers(hold)
             await self._cancel_runnables()
-        self._workers_started = False
         for recorder in self.recorders:
             await recorder.stop(timeout=0.0 if lost else 2.0)
         if hold is not None and not hold.done():
@@ -377,7 +380,9 @@ class Manager:
         await self.client.close()
         log.info("manager stopped")
 
-    async def _drain_controllers(self) -> None:
+    async def _drain_controllers(self, hold: asyncio.Task[None] | None) -> None:
+        """Bounded drain; cut short by a second signal or by losing the lease meanwhile (we keep renewing
+        while draining, and if that fails a standby may start: nothing may keep running then)."""
         if not self.controllers:
             return
         budget = self.settings.graceful_shutdown_timeout
@@ -385,11 +390,16 @@ class Manager:
             asyncio.gather(*(c.stop(budget) for c in self.controllers))
         )
         force: asyncio.Future[Any] = asyncio.ensure_future(self._force.wait())
+        waiters: set[asyncio.Future[Any]] = {drain, force}
+        if hold is not None:
+            waiters.add(hold)
         try:
-            await asyncio.wait({drain, force}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
             force.cancel()
         if not drain.done():
+            if hold is not None and hold.done():
+                log.error("leadership lost while draining; cancelling in-flight work")
             await asyncio.gather(*(c.abort() for c in self.controllers))
             drain.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -116,22 +116,24 @@ Namespaced rules the operator needs wherever Databases live. Rendered into the C
 the operator watches every namespace, or into one Role per watched namespace otherwise.
 */}}
 {{- define "dbaasctl.databaseRules" -}}
-# Read Databases; patch metadata (finalizer) and the spec-side annotations it consumes.
+# Write verbs are exactly those the operator uses (merge patches, never PUT); the e2e suite runs
+# the operator with these rules and proves each one is needed.
+# Databases: read, and patch metadata (finalizer, consumed rotate annotation).
 - apiGroups: ["dbaasctl.io"]
   resources: ["databases"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["dbaasctl.io"]
   resources: ["databases/status"]
-  verbs: ["get", "patch", "update"]
-# Needed where the OwnerReferencesPermissionEnforcement admission plugin is on: setting
-# blockOwnerDeletion on a Secret owned by a Database requires update on its finalizers.
+  verbs: ["patch"]
+# Checked by the OwnerReferencesPermissionEnforcement admission plugin (on in OpenShift and some
+# hardened clusters): the credential Secret's ownerReference sets blockOwnerDeletion.
 - apiGroups: ["dbaasctl.io"]
   resources: ["databases/finalizers"]
   verbs: ["update"]
 # The credential Secrets of Databases: created, repaired on drift, rotated, deleted.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Events are written through events.k8s.io/v1 (served since 1.19). The operator's core/v1
 # fallback is for clusters without it, so core "events" is deliberately not granted: the two
 # APIs store the same objects, and `kubectl describe` shows them either way.

@@ -1,0 +1,186 @@
+"""`python -m bench [--quick] [--n 100,1000] [--only storm,raw,single,sample,cache,idle]`.
+
+One run, one test bed: the control plane and PostgreSQL are started once and every scenario runs
+against them in turn (storms per N: operator, raw, single worker; then the real sample procedures;
+then cache; then idle), so the ratios in the report compare numbers taken on the same machine, in the
+same state, minutes apart. Results go to `bench/results/<name>.{json,md,png}` (name: `quick` or `full`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+SCENARIOS = ("storm", "raw", "single", "sample", "cache", "idle")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+log = logging.getLogger("bench")
+
+
+def _csv_ints(text: str) -> list[int]:
+    try:
+        values = [int(x.replace("_", "")) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError("give positive integers, e.g. 100,1000")
+    return values
+
+
+def _csv_scenarios(text: str) -> list[str]:
+    values = [x.strip() for x in text.split(",") if x.strip()]
+    bad = [v for v in values if v not in SCENARIOS]
+    if bad or not values:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(SCENARIOS)}")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="smoke-size run: N=50, cache 1,000, idle 30 s, sample N=10"
+    )
+    p.add_argument("--n", type=_csv_ints, help="storm sizes (default 100,1000)")
+    p.add_argument(
+        "--only", type=_csv_scenarios, help=f"scenarios to run (default all: {','.join(SCENARIOS)})"
+    )
+    p.add_argument(
+        "--concurrency", type=int, default=8, help="operator workers = endpoint concurrency = raw concurrency"
+    )
+    p.add_argument("--apply-concurrency", type=int, default=32, help="requests the driver keeps in flight")
+    p.add_argument(
+        "--cache-size", type=int, help="Databases (and Secrets) for the cache scenario (default 10,000)"
+    )
+    p.add_argument("--idle-seconds", type=float, help="idle window (default 300)")
+    p.add_argument("--sample-n", type=int, help="storm size with the real sample procedures (default 100)")
+    p.add_argument("--name", help="results file name (default: quick or full)")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results directory (default bench/results)")
+    p.add_argument(
+        "--operator-log-level",
+        choices=("info", "debug", "trace"),
+        default="info",
+        help="dbaasctl's log level; trace logs every API request (slows it down: for diagnosis only)",
+    )
+    p.add_argument(
+        "--keep-logs", action="store_true", help="copy every subject's log next to the results (<name>-logs/)"
+    )
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def options(args: argparse.Namespace) -> dict[str, Any]:
+    quick = bool(args.quick)
+    return {
+        "n": args.n or ([50] if quick else [100, 1000]),
+        "only": args.only or list(SCENARIOS),
+        "concurrency": args.concurrency,
+        "apply_concurrency": args.apply_concurrency,
+        "cache_size": args.cache_size or (1000 if quick else 10_000),
+        "idle_seconds": args.idle_seconds or (30.0 if quick else 300.0),
+        "sample_n": args.sample_n or (10 if quick else 100),
+        "operator_log_level": args.operator_log_level,
+    }
+
+
+async def run(opts: dict[str, Any], results: dict[str, Any], save: Any, logs_dir: Path | None) -> None:
+    from bench.cache import run_cache
+    from bench.idle import run_idle
+    from bench.storm import run_storm
+    from bench.world import World
+
+    log.info("starting the test bed (control plane + PostgreSQL)")
+    world = await asyncio.to_thread(World.start)
+    world.operator_log_level = opts["operator_log_level"]
+    results["machine"] = world.machine()
+    try:
+        only = opts["only"]
+        kinds = [k for k, key in (("operator", "storm"), ("raw", "raw"), ("single", "single")) if key in only]
+        for n in opts["n"]:
+            for kind in kinds:
+                storm = await run_storm(
+                    world,
+                    kind,
+                    n,
+                    concurrency=opts["concurrency"],
+                    apply_concurrency=opts["apply_concurrency"],
+                )
+                results["storms"].append(storm.to_json())
+                save()
+        if "sample" in only:
+            for kind in ("operator", "raw"):
+                storm = await run_storm(
+                    world,
+                    kind,
+                    opts["sample_n"],
+                    procedures="sample",
+                    concurrency=opts["concurrency"],
+                    apply_concurrency=opts["apply_concurrency"],
+                )
+                results["storms"].append(storm.to_json())
+                save()
+        if "cache" in only:
+            results["cache"] = await run_cache(world, opts["cache_size"])
+            save()
+        if "idle" in only:
+            results["idle"] = await run_idle(world, opts["idle_seconds"])
+            save()
+    finally:
+        results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        if logs_dir is not None:
+            shutil.copytree(
+                world.workdir, logs_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.json")
+            )
+        await asyncio.to_thread(world.close)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from bench.report import goals, write_report
+
+    opts = options(args)
+    name = args.name or ("quick" if args.quick else "full")
+    results: dict[str, Any] = {
+        "mode": name,
+        "started": datetime.now(UTC).replace(microsecond=0).isoformat(),
+        "options": opts,
+        "storms": [],
+        "cache": None,
+        "idle": None,
+    }
+    started = time.monotonic()
+
+    def save() -> dict[str, Path]:
+        results["elapsed_s"] = round(time.monotonic() - started, 1)
+        results["goals"] = goals(results)
+        return write_report(results, args.out, name)
+
+    code = 0
+    try:
+        asyncio.run(run(opts, results, save, args.out / f"{name}-logs" if args.keep_logs else None))
+    except KeyboardInterrupt:
+        log.warning("interrupted: writing what was measured so far")
+        code = 130
+    except Exception:
+        log.exception("benchmark failed: writing what was measured so far")
+        code = 1
+    paths = save()
+    print((args.out / f"{name}.md").read_text(encoding="utf-8"))
+    print(json.dumps({k: str(v) for k, v in paths.items()}), file=sys.stderr)
+    failures = [s for s in results["storms"] if s.get("failure")]
+    return code or (2 if failures else 0)

@@ -1,0 +1,154 @@
+"""The processes under test: `dbaasctl run` (through the test bed's helper) and the raw baseline.
+
+Each is a separate OS process, so its CPU time and memory are its own (the benchmark driver's watch
+and JSON decoding are not charged to it), and each serves `rest_client_requests_total` on /metrics.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Protocol
+
+import port_for
+
+from bench.raw import RawSpec
+from testbed.controlplane import REPO
+from testbed.operator import OperatorProcess
+from testbed.process import Service
+
+
+class Subject(Protocol):
+    label: str
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def metrics_url(self) -> str: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def log_tail(self, lines: int = 30) -> str: ...
+
+
+class OperatorSubject:
+    def __init__(
+        self,
+        label: str,
+        *,
+        kubeconfig: Path,
+        system_namespace: str,
+        watch_namespace: str,
+        workdir: Path,
+        workers: int,
+        leader_elect: bool,
+        log_level: str = "info",
+    ) -> None:
+        self.label = label
+        args = [f"--workers={workers}", f"--watch-namespaces={watch_namespace}"]
+        if leader_elect:
+            # A lease of its own: a previous run's unreleased lease must not delay this start.
+            args.append(f"--leader-election-id=bench-{secrets.token_hex(4)}")
+        self.process = OperatorProcess(
+            kubeconfig,
+            system_namespace,
+            workdir,
+            extra_args=args,
+            leader_elect=leader_elect,
+            log_level=log_level,
+            start_timeout=600.0,
+        )
+
+    @property
+    def pid(self) -> int:
+        pid = self.process.service.pid
+        if pid is None:
+            raise RuntimeError("the operator is not running")
+        return pid
+
+    @property
+    def metrics_url(self) -> str:
+        return self.process.metrics_url
+
+    def start(self) -> None:
+        self.process.start()
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def log_tail(self, lines: int = 30) -> str:
+        return self.process.tail(lines)
+
+
+class RawSubject:
+    label = "raw"
+
+    def __init__(
+        self,
+        *,
+        server: str,
+        token: str,
+        ca_file: str,
+        namespace: str,
+        dsn: str,
+        concurrency: int,
+        procedures: tuple[str, str, str],
+        endpoint: str,
+        workdir: Path,
+    ) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = int(port_for.select_random())
+        spec = RawSpec(
+            server=server,
+            token=token,
+            ca_file=ca_file,
+            namespace=namespace,
+            dsn=dsn,
+            concurrency=concurrency,
+            create=procedures[0],
+            rotate=procedures[1],
+            delete=procedures[2],
+            endpoint=endpoint,
+            metrics_port=self.port,
+        )
+        spec_path = workdir / "raw-spec.json"
+        spec.dump(spec_path)
+        self.service = Service(
+            "raw-baseline",
+            [sys.executable, "-m", "bench.raw", str(spec_path)],
+            workdir / "raw.log",
+            self._ready,
+            start_timeout=60.0,
+            stop_timeout=30.0,
+            env={"PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"},
+            cwd=REPO,
+        )
+
+    def _ready(self) -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as resp:
+            return bool(resp.status == 200)
+
+    @property
+    def pid(self) -> int:
+        pid = self.service.pid
+        if pid is None:
+            raise RuntimeError("the raw baseline is not running")
+        return pid
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/metrics"
+
+    def start(self) -> None:
+        self.service.start()
+
+    def stop(self) -> None:
+        self.service.stop()
+
+    def log_tail(self, lines: int = 30) -> str:
+        return self.service.tail(lines)
