@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="dbaasctl's log level; trace logs every API request (slows it down: for diagnosis only)",
     )
     p.add_argument(
+        "--profile",
+        action="store_true",
+        help="run every operator under cProfile (<name>-profiles/*.prof and .txt); slows it: numbers are "
+        "then not comparable",
+    )
+    p.add_argument(
         "--keep-logs", action="store_true", help="copy every subject's log next to the results (<name>-logs/)"
     )
     p.add_argument("-v", "--verbose", action="store_true")
@@ -90,10 +96,13 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
         "idle_seconds": args.idle_seconds or (30.0 if quick else 300.0),
         "sample_n": args.sample_n or (10 if quick else 100),
         "operator_log_level": args.operator_log_level,
+        "profiled": bool(args.profile),
     }
 
 
-async def run(opts: dict[str, Any], results: dict[str, Any], save: Any, logs_dir: Path | None) -> None:
+async def run(
+    opts: dict[str, Any], results: dict[str, Any], save: Any, logs_dir: Path | None, profile_dir: Path | None
+) -> None:
     from bench.cache import run_cache
     from bench.idle import run_idle
     from bench.storm import run_storm
@@ -102,6 +111,9 @@ async def run(opts: dict[str, Any], results: dict[str, Any], save: Any, logs_dir
     log.info("starting the test bed (control plane + PostgreSQL)")
     world = await asyncio.to_thread(World.start)
     world.operator_log_level = opts["operator_log_level"]
+    if profile_dir is not None:
+        profile_dir.mkdir(parents=True, exist_ok=True)
+        world.profile_dir = profile_dir
     results["machine"] = world.machine()
     try:
         only = opts["only"]
@@ -172,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
 
     code = 0
     try:
-        asyncio.run(run(opts, results, save, args.out / f"{name}-logs" if args.keep_logs else None))
+        logs = args.out / f"{name}-logs" if args.keep_logs else None
+        profiles = args.out / f"{name}-profiles" if args.profile else None
+        asyncio.run(run(opts, results, save, logs, profiles))
     except KeyboardInterrupt:
         log.warning("interrupted: writing what was measured so far")
         code = 130

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -45,6 +45,13 @@ class PhaseResult:
     cpu_seconds: float
     peak_rss_mb: float
     peak_reset: bool
+    #: CPU seconds of the rest of the test bed over the same window (kube-apiserver, etcd, PostgreSQL
+    #: with its backends, the benchmark driver): where the machine's time went.
+    component_cpu_seconds: dict[str, float] = field(default_factory=dict)
+    #: Share of all CPUs busy over the window, whoever used them (other work on the machine included).
+    machine_busy_pct: float | None = None
+    #: The measured window (settled before → settled after) the CPU figures cover.
+    window_s: float | None = None
     driver_errors: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -65,10 +72,13 @@ async def run_phase(
     *,
     apply_concurrency: int,
     timeout: float,
+    components: Mapping[str, int] | None = None,
 ) -> PhaseResult:
     before: Scrape = await settle(subject.metrics_url)
     reset = procstat.reset_peak(subject.pid)
     proc_before = procstat.sample(subject.pid)
+    parts_before = {k: procstat.tree_cpu_seconds(pid) for k, pid in (components or {}).items()}
+    busy_before = procstat.machine_jiffies()
     expectation = watcher.expect(names, done)
     sent: dict[str, float] = {}
     errors: list[str] = []
@@ -88,6 +98,11 @@ async def run_phase(
     await expectation.wait(timeout)
     after: Scrape = await settle(subject.metrics_url)
     proc_after = procstat.sample(subject.pid)
+    parts = {
+        k: round(procstat.tree_cpu_seconds(pid) - parts_before[k], 2) for k, pid in (components or {}).items()
+    }
+    busy_after = procstat.machine_jiffies()
+    window = busy_after[1] - busy_before[1]
 
     delta = after.minus(before)
     verbs = by_verb(delta.requests)
@@ -113,5 +128,8 @@ async def run_phase(
         cpu_seconds=round(proc_after.cpu_seconds - proc_before.cpu_seconds, 2),
         peak_rss_mb=_mb(proc_after.peak_rss_bytes),
         peak_reset=reset,
+        component_cpu_seconds=parts,
+        machine_busy_pct=round(100.0 * (busy_after[0] - busy_before[0]) / window, 1) if window else None,
+        window_s=round(proc_after.at - proc_before.at, 2),
         driver_errors=errors[:10],
     )

@@ -51,3 +51,41 @@ def reset_peak(pid: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def _cpu_and_ppid(pid: int) -> tuple[float, int] | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:
+        return None
+    rest = stat[stat.rindex(")") + 2 :].split()
+    return (int(rest[11]) + int(rest[12])) / _TICKS, int(rest[1])
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds of a process and its live descendants (PostgreSQL's backends are children of the
+    postmaster, and their time only reaches the postmaster's counters once they exit)."""
+    table: dict[int, tuple[float, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            found = _cpu_and_ppid(int(entry.name))
+            if found is not None:
+                table[int(entry.name)] = found
+    children: dict[int, list[int]] = {}
+    for pid, (_cpu, ppid) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    total, stack = 0.0, [root]
+    while stack:
+        pid = stack.pop()
+        if pid in table:
+            total += table[pid][0]
+        stack.extend(children.get(pid, []))
+    return total
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies over all CPUs since boot, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text(encoding="ascii").splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # guest time is already inside user
+    return total - idle, total

@@ -139,6 +139,11 @@ def markdown(results: dict[str, Any]) -> str:
             "",
         ]
     options = results.get("options") or {}
+    if options.get("profiled"):
+        lines += [
+            "**Profiled run (cProfile): the operator ran slower than it does; do not compare these numbers.**",
+            "",
+        ]
     if options:
         lines += ["Options: " + ", ".join(f"{k}={v}" for k, v in options.items()), ""]
     storms = results.get("storms") or []
@@ -179,6 +184,19 @@ def markdown(results: dict[str, Any]) -> str:
         failures = [s for s in storms if s.get("failure")]
         for s in failures:
             lines += [f"**{s['subject']} N={s['n']} incomplete:** {s['failure'].splitlines()[0]}", ""]
+        lines += ["### Where the CPU went (seconds over each phase's window, settle included)", ""]
+        parts = ("kube-apiserver", "etcd", "postgres", "driver")
+        lines += _table(
+            ["subject", "procs", "N", "phase", "window s", "subject CPU s", *parts, "machine busy %"],
+            [
+                [s["subject"], s["procedures"], str(s["n"]), p["phase"], _fmt(p.get("window_s"), 1),
+                 _fmt(p["cpu_seconds"], 2), *[_fmt((p.get("component_cpu_seconds") or {}).get(c), 2) for c in parts],
+                 _fmt(p.get("machine_busy_pct"), 0)]
+                for s in storms
+                for p in s["phases"]
+            ],
+        )  # fmt: skip
+        lines.append("")
         rat = ratios(results)
         if rat:
             lines += ["### Operator throughput relative to the baselines (same run)", ""]

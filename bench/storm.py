@@ -146,6 +146,7 @@ async def run_storm(
                         done,
                         apply_concurrency=apply_concurrency,
                         timeout=timeout,
+                        components=world.components(),
                     )
                     result.phases.append(outcome)
                     log.info(

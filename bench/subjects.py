@@ -6,6 +6,9 @@ and JSON decoding are not charged to it), and each serves `rest_client_requests_
 
 from __future__ import annotations
 
+import io
+import os
+import pstats
 import secrets
 import sys
 import urllib.request
@@ -18,6 +21,8 @@ from bench.raw import RawSpec
 from testbed.controlplane import REPO
 from testbed.operator import OperatorProcess
 from testbed.process import Service
+
+PROFILING = Path(__file__).resolve().parent / "profiling"
 
 
 class Subject(Protocol):
@@ -48,8 +53,14 @@ class OperatorSubject:
         workers: int,
         leader_elect: bool,
         log_level: str = "info",
+        profile: Path | None = None,
     ) -> None:
         self.label = label
+        self.profile = profile
+        env: dict[str, str] = {}
+        if profile is not None:
+            path = [str(PROFILING), str(REPO / "src"), os.environ.get("PYTHONPATH", "")]
+            env = {"PYTHONPATH": os.pathsep.join(p for p in path if p), "BENCH_PROFILE_OUT": str(profile)}
         args = [f"--workers={workers}", f"--watch-namespaces={watch_namespace}"]
         if leader_elect:
             # A lease of its own: a previous run's unreleased lease must not delay this start.
@@ -62,6 +73,7 @@ class OperatorSubject:
             leader_elect=leader_elect,
             log_level=log_level,
             start_timeout=600.0,
+            env=env,
         )
 
     @property
@@ -80,9 +92,22 @@ class OperatorSubject:
 
     def stop(self) -> None:
         self.process.stop()
+        if self.profile is not None and self.profile.exists():
+            summarise_profile(self.profile)
 
     def log_tail(self, lines: int = 30) -> str:
         return self.process.tail(lines)
+
+
+def summarise_profile(path: Path, top: int = 40) -> Path:
+    """`<profile>.txt`: the functions with the most own time, then the most cumulative time."""
+    out = io.StringIO()
+    stats = pstats.Stats(str(path), stream=out)
+    stats.strip_dirs().sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
+    text_path = path.with_suffix(".txt")
+    text_path.write_text(out.getvalue(), encoding="utf-8")
+    return text_path
 
 
 class RawSubject:

@@ -63,6 +63,8 @@ class World:
     stat_statements: bool = False
     #: `dbaasctl run --log-level`; trace logs every API request (costly: for finding out, not measuring).
     operator_log_level: str = "info"
+    #: When set, every operator subject runs under cProfile and leaves `<label>-<namespace>.prof` here.
+    profile_dir: Path | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -155,6 +157,7 @@ class World:
             workers=workers,
             leader_elect=leader_elect,
             log_level=self.operator_log_level,
+            profile=self.profile_dir / f"{label}-{namespace}.prof" if self.profile_dir else None,
         )
 
     def raw(self, namespace: str, *, concurrency: int, procedures: str = "fast") -> Subject:
@@ -172,6 +175,16 @@ class World:
         )
 
     # -- facts for the report ------------------------------------------------------------------------
+
+    def components(self) -> dict[str, int]:
+        """The rest of the test bed, by pid, for the per-phase CPU budget."""
+        pids = {
+            "kube-apiserver": self.kube.apiserver.pid,
+            "etcd": self.kube.etcd.pid,
+            "postgres": self.pg.pid,
+            "driver": os.getpid(),
+        }
+        return {name: pid for name, pid in pids.items() if pid is not None}
 
     def machine(self) -> dict[str, Any]:
         model = ""

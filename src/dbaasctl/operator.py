@@ -37,7 +37,7 @@ from dbaasctl.kube.ratelimit import default_controller_rate_limiter
 from dbaasctl.observability.logging import setup_logging
 from dbaasctl.settings import Settings, SettingsError, describe, load_settings
 
-__all__ = ["DATABASE_CLASSES", "build", "main", "run"]
+__all__ = ["DATABASE_CLASSES", "Operator", "main", "run"]
 
 log = logging.getLogger("dbaasctl")
 
@@ -280,11 +280,6 @@ async def run(settings: Settings) -> int:
     client = await KubeClient.from_config(settings.kubeconfig)
     operator = Operator(client, settings, namespace)
     return await operator.manager.run()
-
-
-def build(client: KubeClient, settings: Settings, namespace: str) -> Operator:
-    """The assembled operator without running it (for embedding and tests)."""
-    return Operator(client, settings, namespace)
 
 
 def main(args: argparse.Namespace, load: Callable[..., Settings] = load_settings) -> int:

@@ -251,7 +251,7 @@ FIELDS: tuple[_Field, ...] = (
     _Field("log_format", "log line format", choices=("json", "console")),
     _Field(
         "log_level",
-        "log verbosity; trace also logs every watch event and queue hand-off",
+        "log verbosity; trace also logs every API request",
         choices=("info", "debug", "trace"),
     ),
     _Field(

@@ -148,7 +148,9 @@ def test_install_upgrade_uninstall(
     first = write_values(
         tmp_path / "v1.yaml", _install_values(namespace, "postgresql://a:first@db.example:5432/postgres")
     )
-    kube.helm("install", "rel", str(CHART), "-n", namespace, "-f", str(first))
+    notes = kube.helm("install", "rel", str(CHART), "-n", namespace, "-f", str(first)).stdout
+    assert f"kubectl -n {namespace} rollout status deployment/rel-dbaasctl" in notes
+    assert "Helm never upgrades" in notes
 
     manifest = kube.helm("get", "manifest", "rel", "-n", namespace).stdout
     docs = docs_of(manifest)

@@ -2,7 +2,7 @@
 
 hadolint (from the `dev` extra) lints the file; the rest reads its instructions: a multi-stage build
 whose final stage has no build tools, runs as a numeric non-root user and starts `dbaasctl run`, a
-real console script of the package. tests/e2e/test_chart_image.py builds the wheel from exactly the
+real console script of the package. tests/e2e/test_chart_image_build.py builds the wheel from exactly the
 build context the Containerfile sees and runs its entry point.
 """
 

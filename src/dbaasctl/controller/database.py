@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 
 DATABASES = ResourceRef("dbaasctl.io", "v1", "databases", True, "Database")
 #: Requeue delay when a foreign Secret blocks us: its deletion is invisible to our label-selected watch.
-CONFLICT_RECHECK = 10.0
+CONFLICT_RECHECK = 5.0
 #: Requeue delay while the operator's own configuration view catches up.
 NOT_READY_RECHECK = 1.0
 
@@ -338,6 +338,7 @@ class DatabaseReconciler:
         self, p: _Pass, reason: str, message: str, *, ready: Literal["True", "False"] = "False"
     ) -> None:
         """Put a failure on the Ready condition and into a Warning Event, and write the status."""
+        log.info("%s: %s: %s", p.key, reason, message, extra={"database": p.key, "reason": reason})
         p.set_ready(ready, reason, message)
         self._event(p, reason, message, warning=True)
         await self._flush(p)

@@ -34,6 +34,8 @@ KCM_CONTROLLERS = (
     "serviceaccount-controller",
     "serviceaccount-token-controller",
     "root-ca-certificate-publisher-controller",
+    # Aggregated ClusterRoles (the chart's aggregate-to-edit/view roles) are filled in by this controller.
+    "clusterrole-aggregation-controller",
 )
 
 
@@ -201,6 +203,8 @@ class ControlPlane(KubeTools):
                 f"--service-account-signing-key-file={self.pki.sa_key}",
                 "--service-cluster-ip-range=10.0.0.0/24",
                 "--allow-privileged=true",
+                # As on production clusters: setting blockOwnerDeletion needs update on the owner's finalizers.
+                "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
                 "--v=1",
             ],
             self.workdir / "kube-apiserver.log",

@@ -1,0 +1,80 @@
+-- Call-counting wrappers around deploy/samples/postgres/procedures.sql, for the reliability suite.
+--
+-- Each wrapper has the sample's signature (plus an optional `payload` the hostile-input tests template
+-- from params or annotations), runs the sample function, then records the call in audit.calls in the
+-- same transaction: a call whose transaction did not commit (connection killed, timeout) leaves no row,
+-- exactly like its ALTER ROLE. The invariant checker reads this table, so "create ran at most once after
+-- success" and "no DBMS call for a namespace that is not allowed" are counted on the server.
+-- `issued` keeps the password a create or rotate handed out: this is a throw-away test server, and the
+-- leak scan needs every password that ever existed, including those no Secret ever held.
+-- Load after procedures.sql into the same database.
+
+CREATE SCHEMA IF NOT EXISTS audit;
+
+CREATE TABLE IF NOT EXISTS audit.calls (
+  id          bigserial PRIMARY KEY,
+  op          text NOT NULL,
+  namespace   text NOT NULL,
+  name        text NOT NULL,
+  payload     text,
+  started_at  timestamptz NOT NULL,
+  finished_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  issued      text
+);
+
+CREATE OR REPLACE FUNCTION audit.create_database(k8sNamespace text, k8sName text, payload text DEFAULT NULL)
+RETURNS TABLE(key text, value text)
+LANGUAGE plpgsql AS $$
+DECLARE
+  started timestamptz := clock_timestamp();
+  r record;
+  pw text;
+BEGIN
+  FOR r IN SELECT c.key AS k, c.value AS v FROM dbaas.create_database(k8sNamespace, k8sName) AS c LOOP
+    IF r.k = 'password' THEN pw := r.v; END IF;
+    key := r.k;
+    value := r.v;
+    RETURN NEXT;
+  END LOOP;
+  INSERT INTO audit.calls(op, namespace, name, payload, started_at, issued)
+    VALUES ('create', k8sNamespace, k8sName, payload, started, pw);
+END $$;
+
+CREATE OR REPLACE FUNCTION audit.rotate_password(k8sNamespace text, k8sName text, payload text DEFAULT NULL)
+RETURNS TABLE(key text, value text)
+LANGUAGE plpgsql AS $$
+DECLARE
+  started timestamptz := clock_timestamp();
+  r record;
+  pw text;
+BEGIN
+  FOR r IN SELECT c.key AS k, c.value AS v FROM dbaas.rotate_password(k8sNamespace, k8sName) AS c LOOP
+    IF r.k = 'password' THEN pw := r.v; END IF;
+    key := r.k;
+    value := r.v;
+    RETURN NEXT;
+  END LOOP;
+  INSERT INTO audit.calls(op, namespace, name, payload, started_at, issued)
+    VALUES ('rotate', k8sNamespace, k8sName, payload, started, pw);
+END $$;
+
+CREATE OR REPLACE FUNCTION audit.drop_database(k8sNamespace text, k8sName text, payload text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  started timestamptz := clock_timestamp();
+BEGIN
+  PERFORM dbaas.drop_database(k8sNamespace, k8sName);
+  INSERT INTO audit.calls(op, namespace, name, payload, started_at)
+    VALUES ('delete', k8sNamespace, k8sName, payload, started);
+END $$;
+
+-- A create that succeeds on the server only after sleeping: widens the window in which a fault (a
+-- killed operator, a lost leader) hits a create whose result was never recorded.
+CREATE OR REPLACE FUNCTION audit.slow_create_database(k8sNamespace text, k8sName text, delay text DEFAULT '0')
+RETURNS TABLE(key text, value text)
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_sleep(delay::double precision);
+  RETURN QUERY SELECT * FROM audit.create_database(k8sNamespace, k8sName);
+END $$;
