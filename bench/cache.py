@@ -139,7 +139,7 @@ async def run_cache(world: World, n: int, *, timeout: float = 600.0) -> dict[str
                 if current.reconciles >= n and current.queue_depth == 0:
                     settled_s = time.monotonic() - t0
                     break
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.5)  # each scrape costs the operator CPU: not too often
             final = await settle(subject.metrics_url)
             after = procstat.sample(subject.pid)
             verbs = by_verb(final.requests)

@@ -48,10 +48,10 @@ async def run_idle(world: World, seconds: float, *, databases: int = 10) -> dict
     namespace = world.namespace("idle")
     world.apply_config(keepalive=KEEPALIVE)
     subject = world.operator(namespace, workers=8, leader_elect=True, label="idle")
-    subject.start()
     path = DATABASES.format(ns=namespace)
     names = [f"idle-{i:03d}" for i in range(databases)]
     try:
+        await asyncio.to_thread(subject.start)
         async with world.api() as api:
             watcher = DatabaseWatcher(api, namespace)
             await watcher.start()

@@ -72,12 +72,12 @@ async def run_phase(
     *,
     apply_concurrency: int,
     timeout: float,
-    components: Mapping[str, int] | None = None,
+    components: Mapping[str, Callable[[], float]] | None = None,
 ) -> PhaseResult:
     before: Scrape = await settle(subject.metrics_url)
     reset = procstat.reset_peak(subject.pid)
     proc_before = procstat.sample(subject.pid)
-    parts_before = {k: procstat.tree_cpu_seconds(pid) for k, pid in (components or {}).items()}
+    parts_before = {k: meter() for k, meter in (components or {}).items()}
     busy_before = procstat.machine_jiffies()
     expectation = watcher.expect(names, done)
     sent: dict[str, float] = {}
@@ -98,9 +98,7 @@ async def run_phase(
     await expectation.wait(timeout)
     after: Scrape = await settle(subject.metrics_url)
     proc_after = procstat.sample(subject.pid)
-    parts = {
-        k: round(procstat.tree_cpu_seconds(pid) - parts_before[k], 2) for k, pid in (components or {}).items()
-    }
+    parts = {k: round(meter() - parts_before[k], 2) for k, meter in (components or {}).items()}
     busy_after = procstat.machine_jiffies()
     window = busy_after[1] - busy_before[1]
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import asyncpg
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, generate_latest
@@ -159,13 +160,13 @@ class Raw:
     async def _watch(self) -> None:
         rv = ""
         while True:
-            if not rv:
-                listing = await self.api.get(self.db_path)
-                rv = listing["metadata"]["resourceVersion"]
-                for item in listing.get("items") or []:
-                    self._see(item["metadata"]["name"], item)
-                self.ready = True
             try:
+                if not rv:
+                    listing = await self.api.get(self.db_path)
+                    rv = listing["metadata"]["resourceVersion"]
+                    for item in listing.get("items") or []:
+                        self._see(item["metadata"]["name"], item)
+                    self.ready = True
                 async for event in self.api.watch(self.db_path, rv):
                     obj = event["object"]
                     rv = obj["metadata"].get("resourceVersion") or rv
@@ -175,8 +176,9 @@ class Raw:
                     self._see(name, None if event["type"] == "DELETED" else obj)
             except Gone:
                 rv = ""
-            except (TimeoutError, ApiError, OSError) as exc:
-                log.warning("watch broke (%s); resuming", type(exc).__name__)
+            except (TimeoutError, ApiError, aiohttp.ClientError, OSError) as exc:
+                # A busy API server may refuse or drop a request (429, 5xx, reset): list or watch again.
+                log.warning("list/watch failed (%s); retrying", exc)
                 await asyncio.sleep(0.5)
 
     # -- dispatch ------------------------------------------------------------------------------------

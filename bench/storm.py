@@ -14,6 +14,7 @@ gone. A phase that does not finish in time is reported incomplete and ends the s
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,8 +102,8 @@ async def run_storm(
     names = [f"db-{i:05d}" for i in range(n)]
     path = DATABASES.format(ns=namespace)
     log.info("storm %s/%s N=%d in %s", kind, procedures, n, namespace)
-    subject.start()
     try:
+        await asyncio.to_thread(subject.start)
         async with world.api(connections=apply_concurrency + 4) as api:
             watcher = DatabaseWatcher(api, namespace)
             await watcher.start()

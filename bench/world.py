@@ -14,12 +14,15 @@ import secrets
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from bench import procstat
 from bench.api import Api
 from bench.subjects import OperatorSubject, RawSubject, Subject
 from testbed.controlplane import REPO, ControlPlane
@@ -46,6 +49,10 @@ PROCEDURES: dict[str, tuple[str, str, tuple[str, str, str]]] = {
         ("dbaas.create_database", "dbaas.rotate_password", "dbaas.drop_database"),
     ),
 }
+
+
+def _own_cpu(pid: int) -> float:
+    return procstat.sample(pid).cpu_seconds
 
 
 def _docs(path: Path) -> list[dict[str, Any]]:
@@ -176,15 +183,18 @@ class World:
 
     # -- facts for the report ------------------------------------------------------------------------
 
-    def components(self) -> dict[str, int]:
-        """The rest of the test bed, by pid, for the per-phase CPU budget."""
-        pids = {
-            "kube-apiserver": self.kube.apiserver.pid,
-            "etcd": self.kube.etcd.pid,
-            "postgres": self.pg.pid,
-            "driver": os.getpid(),
+    def components(self) -> dict[str, Callable[[], float]]:
+        """CPU-seconds meters for the rest of the test bed, for the per-phase CPU budget. PostgreSQL counts
+        with its backends; the driver is this process alone (every server is its descendant)."""
+        meters: dict[str, Callable[[], float]] = {
+            "driver": partial(_own_cpu, os.getpid()),
         }
-        return {name: pid for name, pid in pids.items() if pid is not None}
+        for name, pid in (("kube-apiserver", self.kube.apiserver.pid), ("etcd", self.kube.etcd.pid)):
+            if pid is not None:
+                meters[name] = partial(_own_cpu, pid)
+        if self.pg.pid is not None:
+            meters["postgres"] = partial(procstat.tree_cpu_seconds, self.pg.pid)
+        return meters
 
     def machine(self) -> dict[str, Any]:
         model = ""

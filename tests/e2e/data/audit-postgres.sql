@@ -22,6 +22,26 @@ CREATE TABLE IF NOT EXISTS audit.calls (
   issued      text
 );
 
+-- Every create that reached the server, committed or not: written through the sample's dblink loopback,
+-- so the row is committed at once, even when the call itself is rolled back (killed, timed out).
+CREATE TABLE IF NOT EXISTS audit.attempts (
+  id         bigserial PRIMARY KEY,
+  op         text NOT NULL,
+  namespace  text NOT NULL,
+  name       text NOT NULL,
+  started_at timestamptz NOT NULL
+);
+
+CREATE OR REPLACE FUNCTION audit.attempt(op text, k8sNamespace text, k8sName text, started timestamptz)
+RETURNS void
+-- SECURITY DEFINER: the loopback's user mapping belongs to the installing superuser, not to the caller.
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+BEGIN
+  PERFORM dblink_exec('dbaas_loopback', format(
+    'INSERT INTO audit.attempts(op, namespace, name, started_at) VALUES (%L, %L, %L, %L)',
+    op, k8sNamespace, k8sName, started));
+END $$;
+
 CREATE OR REPLACE FUNCTION audit.create_database(k8sNamespace text, k8sName text, payload text DEFAULT NULL)
 RETURNS TABLE(key text, value text)
 LANGUAGE plpgsql AS $$
@@ -30,6 +50,7 @@ DECLARE
   r record;
   pw text;
 BEGIN
+  PERFORM audit.attempt('create', k8sNamespace, k8sName, started);
   FOR r IN SELECT c.key AS k, c.value AS v FROM dbaas.create_database(k8sNamespace, k8sName) AS c LOOP
     IF r.k = 'password' THEN pw := r.v; END IF;
     key := r.k;

@@ -124,6 +124,8 @@ class ServerView(Protocol):
 
     def calls(self) -> list[Call]: ...
 
+    def attempts(self) -> list[Call]: ...
+
     def issued_passwords(self) -> set[str]: ...
 
     def can_login_all(self, creds: Sequence[Mapping[str, str]]) -> list[bool | str]: ...
@@ -162,6 +164,18 @@ class PostgresView:
         out = self.server.psql(statement, database=self.database)
         return [line.split("|") for line in out.splitlines() if line]
 
+    def fetch(self, query: str, *args: object) -> list[tuple[Any, ...]]:
+        """Rows exactly as the server holds them (psql's text output would mangle newlines)."""
+
+        async def go() -> list[tuple[Any, ...]]:
+            conn = await asyncpg.connect(dsn=self.server.dsn_for(self.database), timeout=15)
+            try:
+                return [tuple(r) for r in await conn.fetch(query, *args)]
+            finally:
+                await conn.close()
+
+        return asyncio.run(go())
+
     def ident(self, namespace: str, name: str) -> str:
         digest = hashlib.md5(f"{namespace}/{name}".encode()).hexdigest()[:16]
         return f"d_{_sample_prefix(name)}_{digest}"
@@ -184,6 +198,13 @@ class PostgresView:
                 Call(int(doc["id"]), doc["op"], doc["ns"], doc["name"], float(doc["t"]), doc["payload"])
             )
         return out
+
+    def attempts(self) -> list[Call]:
+        """Creates that reached the server, committed or not (recorded through an autonomous dblink)."""
+        rows = self.sql(
+            "SELECT id, op, namespace, name, extract(epoch FROM started_at) FROM audit.attempts ORDER BY id"
+        )
+        return [Call(int(r[0]), r[1], r[2], r[3], float(r[4])) for r in rows]
 
     def issued_passwords(self) -> set[str]:
         return {r[0] for r in self.sql("SELECT issued FROM audit.calls WHERE issued IS NOT NULL")}
@@ -267,6 +288,9 @@ class MariaDBView:
         )
         return [Call(int(r[0]), r[1], r[2], r[3], float(r[4])) for r in rows]
 
+    def attempts(self) -> list[Call]:
+        return [c for c in self.calls() if c.op == "create"]  # MariaDB has no autonomous transaction
+
     def issued_passwords(self) -> set[str]:
         return set()  # the wrapper cannot see the row set the sample sends to the client
 
@@ -292,6 +316,11 @@ class MariaDBView:
             finally:
                 conn.close()
         return out
+
+
+def short_tail(op: OperatorProcess, lines: int = 15, width: int = 300) -> str:
+    """The end of an operator's log for a failure message, long lines (tracebacks) cut."""
+    return "\n".join(line[:width] for line in op.tail(lines).splitlines())
 
 
 def _ready(db: Mapping[str, Any]) -> tuple[str, str, str] | None:
@@ -390,7 +419,7 @@ class InvariantChecker:
         return report
 
     def _tails(self) -> str:
-        return "".join(f"\noperator {i} log tail:\n{op.tail(25)}" for i, op in enumerate(self.operators))
+        return "".join(f"\noperator {i} log tail:\n{short_tail(op)}" for i, op in enumerate(self.operators))
 
     def _check_database(
         self,
@@ -543,39 +572,47 @@ class InvariantChecker:
         calls: dict[str, list[Call]] = {}
         for call in view.calls():
             calls.setdefault(f"{call.namespace}/{call.name}", []).append(call)
-        for key, history in sorted(calls.items()):
-            creates = [c for c in history if c.op == "create"]
-            report.creates += len(creates)
+        attempts: dict[str, list[Call]] = {}
+        for call in view.attempts():
+            attempts.setdefault(f"{call.namespace}/{call.name}", []).append(call)
+        for key in sorted(set(calls) | set(attempts)):
+            history = calls.get(key, [])
+            tried = attempts.get(key, [])
+            report.creates += sum(c.op == "create" for c in history)
             report.rotates += sum(c.op == "rotate" for c in history)
             report.deletes += sum(c.op == "delete" for c in history)
             db = by_key.get(key)
-            # Only calls since the current Database's incarnation began (a name may be re-used).
-            if db is not None:
-                born = _epoch(db["metadata"].get("creationTimestamp")) or 0.0
-                history = [c for c in history if c.started_at >= born - PROVISIONED_SLACK]
-                creates = [c for c in history if c.op == "create"]
-            else:
+            if db is None:
                 last_delete = max((c.id for c in history if c.op == "delete"), default=None)
                 if last_delete is not None and any(c.op == "create" and c.id > last_delete for c in history):
                     report.violations.append(
                         Violation("create", key, "create ran after the delete of a gone Database")
                     )
                 continue
-            report.create_retries += max(0, len(creates) - 1)
+            # Only calls since the current Database's incarnation began (a name may be re-used).
+            born = (_epoch(db["metadata"].get("creationTimestamp")) or 0.0) - PROVISIONED_SLACK
+            history = [c for c in history if c.started_at >= born]
+            tried = [c for c in tried if c.started_at >= born]
+            creates = [c for c in history if c.op == "create"]
+            report.create_retries += max(0, len(tried) - 1)
             first_rotate = min((c.id for c in history if c.op == "rotate"), default=None)
             if first_rotate is not None and any(c.id > first_rotate for c in creates):
                 report.violations.append(Violation("create", key, "create ran again after a rotation"))
             provisioned = _epoch((db.get("status") or {}).get("provisionedAt"))
             if provisioned is not None:
-                late = [c for c in creates if c.started_at > provisioned + PROVISIONED_SLACK]
+                late = [c for c in tried if c.started_at > provisioned + PROVISIONED_SLACK]
                 if late:
                     report.violations.append(
-                        Violation("create", key, f"{len(late)} create call(s) after success was recorded")
+                        Violation(
+                            "create", key, f"{len(late)} create call(s) started after success was recorded"
+                        )
                     )
-            if exact and ((db.get("status") or {}).get("provisionedAt")) and len(creates) != 1:
-                report.violations.append(
-                    Violation("create", key, f"create ran {len(creates)} times, expected once")
-                )
+                if exact and len(tried) != 1:
+                    report.violations.append(
+                        Violation(
+                            "create", key, f"create reached the server {len(tried)} times, expected once"
+                        )
+                    )
 
     def _check_operators(self, report: CheckReport) -> None:
         for i, op in enumerate(self.operators):

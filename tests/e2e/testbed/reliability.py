@@ -11,6 +11,7 @@ the source of the table in docs/reliability.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -21,16 +22,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from testbed.controlplane import REPO, KubeTools
-from testbed.invariants import CheckReport, InvariantChecker, ServerView
+from testbed.dbms import MariaDBServer, PostgresServer
+from testbed.invariants import CheckReport, InvariantChecker, ServerView, short_tail
 from testbed.leakscan import LeakScan
 from testbed.operator import API, Observer, OperatorProcess, apply, database, operator_config
 
 __all__ = [
     "SOAK",
+    "CrashSafeMariaDB",
     "World",
     "audited_mariadb_class",
     "audited_postgres_class",
+    "crash",
+    "crash_safe_postgres",
     "record_figures",
     "scale",
 ]
@@ -38,6 +45,52 @@ __all__ = [
 SOAK = os.environ.get("DBAASCTL_SOAK", "") == "1"
 SOAK_FACTOR = int(os.environ.get("DBAASCTL_SOAK_FACTOR", "5") or "5")
 RESULTS = REPO / "build" / "reliability" / "last-run.json"
+CUMULATIVE = frozenset(
+    {"creates", "create_retries", "rotates", "deletes", "operation_errors", "queue_retries"}
+)
+
+
+def crash_safe_postgres() -> PostgresServer:
+    """A PostgreSQL test server that keeps every commit it acknowledged through a SIGKILL.
+
+    The shared test servers trade durability for speed (synchronous_commit=off): a commit is acknowledged
+    before its WAL reaches the kernel, so a SIGKILL within ~200 ms forgets it. A password set by a rotate
+    the operator saw succeed would be lost and the Secret would no longer log in: a DBMS breaking its
+    promise, not an operator bug. fsync stays off (the kernel's page cache survives a process kill).
+    """
+    return PostgresServer(settings={"synchronous_commit": "on"})
+
+
+class CrashSafeMariaDB(MariaDBServer):
+    """MariaDB writing its redo log to the kernel at each commit (flushed once a second), for the same
+    reason: the shared servers use innodb_flush_log_at_trx_commit=0, which loses up to a second of
+    acknowledged commits when the server process dies."""
+
+    def _command(self) -> list[str]:
+        return [
+            "--innodb-flush-log-at-trx-commit=2"
+            if arg.startswith("--innodb-flush-log-at-trx-commit")
+            else arg
+            for arg in super()._command()
+        ]
+
+
+def crash(server: PostgresServer | MariaDBServer) -> None:
+    """SIGKILL the server and every process it started, as a machine or container crash would.
+
+    Killing only the supervised process is not a crash for PostgreSQL: each backend is its own process
+    group and outlives the postmaster for a while, holding the shared memory a restart needs.
+    """
+    pid = server.pid
+    children: list[psutil.Process] = []
+    if pid is not None:
+        with contextlib.suppress(psutil.Error):
+            children = psutil.Process(pid).children(recursive=True)
+    server.kill()
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+    psutil.wait_procs(children, timeout=30)
 
 
 def scale(n: int) -> int:
@@ -71,8 +124,11 @@ def audited_postgres_class(
     return {"apiVersion": API, "kind": "DatabaseClass", "metadata": {"name": name}, "spec": spec}
 
 
-def audited_mariadb_class(name: str) -> dict[str, Any]:
+def audited_mariadb_class(name: str, *, slow: float = 0.0) -> dict[str, Any]:
     inputs = {"0": "{{ metadata.namespace }}", "1": "{{ metadata.name }}"}
+    create: dict[str, Any] = {"name": "audit_create", "inputs": inputs}
+    if slow:
+        create = {"name": "audit_slow_create", "inputs": {**inputs, "2": str(slow)}}
     return {
         "apiVersion": API,
         "kind": "DatabaseClass",
@@ -80,7 +136,7 @@ def audited_mariadb_class(name: str) -> dict[str, Any]:
         "spec": {
             "driver": "mariadb",
             "operations": {
-                "create": {"name": "audit_create", "inputs": inputs},
+                "create": create,
                 "rotate": {"name": "audit_rotate", "inputs": inputs},
                 "delete": {"name": "audit_delete", "inputs": inputs},
             },
@@ -95,7 +151,11 @@ def record_figures(scenario: str, figures: dict[str, Any]) -> None:
         doc = json.loads(RESULTS.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         doc = {}
-    doc.setdefault("scenarios", {})[scenario] = {**figures, "soak": SOAK, "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    doc.setdefault("scenarios", {})[scenario] = {
+        **figures,
+        "soak": SOAK,
+        "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     RESULTS.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
@@ -110,10 +170,15 @@ class World:
     namespaces: list[str] = field(default_factory=list)
     views: dict[str, ServerView] = field(default_factory=dict)
     operators: list[OperatorProcess] = field(default_factory=list)
+    #: Stopped for good by the test (their logs are still scanned for leaks).
+    retired: list[OperatorProcess] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)
     #: OperatorConfig entries: (databaseClassName, [endpoint, ...]).
     dbms: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)
     leaks: LeakScan = field(default_factory=LeakScan)
+    keepalive: int = 1  # seconds between endpoint health pings (OperatorConfig spec.keepalive)
+    _totals: dict[str, int] = field(default_factory=dict)
+    _op_base: dict[tuple[int, str], int] = field(default_factory=dict)
 
     @classmethod
     def create(cls, kube: KubeTools, workdir: Path, prefix: str, apps: int = 1) -> World:
@@ -131,7 +196,9 @@ class World:
         return Observer(self.kube, self.operators[0] if self.operators else None)
 
     def checker(self) -> InvariantChecker:
-        return InvariantChecker(self.kube, self.namespaces, self.views, [op for op in self.operators if op.running])
+        return InvariantChecker(
+            self.kube, self.namespaces, self.views, [op for op in self.operators if op.running]
+        )
 
     # -- configuration -------------------------------------------------------------------------------
 
@@ -163,7 +230,7 @@ class World:
         raise KeyError(name)
 
     def apply_config(self) -> None:
-        apply(self.kube, operator_config("dbaasctl", self.system, self.dbms))
+        apply(self.kube, operator_config("dbaasctl", self.system, self.dbms, keepalive=self.keepalive))
 
     def dsn_secret(self, name: str, dsn: str) -> dict[str, Any]:
         self.leaks.add_dsn(dsn, f"DSN Secret {name}")
@@ -178,7 +245,9 @@ class World:
 
     # -- operators -----------------------------------------------------------------------------------
 
-    def start_operator(self, *, leader_elect: bool = False, extra_args: Sequence[str] = ()) -> OperatorProcess:
+    def start_operator(
+        self, *, leader_elect: bool = False, extra_args: Sequence[str] = ()
+    ) -> OperatorProcess:
         args = [f"--watch-namespaces={','.join(self.namespaces)}", *extra_args]
         if leader_elect:
             # Short leases so a lost leader is replaced within seconds, not the default 15 s.
@@ -195,23 +264,44 @@ class World:
         op.start()
         return op
 
+    def retire(self, op: OperatorProcess) -> None:
+        """Stop an operator for good: no longer expected to be alive, still scanned for leaks."""
+        op.stop()
+        self.operators.remove(op)
+        self.retired.append(op)
+
     # -- storms --------------------------------------------------------------------------------------
 
     def names(self, prefix: str, n: int) -> list[str]:
         return [f"{prefix}-{i:03d}" for i in range(n)]
 
-    def create_many(self, names: Iterable[str], endpoint: str, namespace: str | None = None, **kw: Any) -> None:
+    def create_many(
+        self, names: Iterable[str], endpoint: str, namespace: str | None = None, **kw: Any
+    ) -> None:
         ns = namespace or self.ns
         apply_retrying(self.kube, [database(n, ns, endpoint, **kw) for n in names])
 
     def annotate_many(self, names: Sequence[str], annotation: str, namespace: str | None = None) -> None:
         kubectl_retrying(
-            self.kube, "annotate", "--overwrite", "-n", namespace or self.ns, *[f"db/{n}" for n in names], annotation
+            self.kube,
+            "annotate",
+            "--overwrite",
+            "-n",
+            namespace or self.ns,
+            *[f"db/{n}" for n in names],
+            annotation,
         )
 
     def delete_many(self, names: Sequence[str], namespace: str | None = None) -> None:
         kubectl_retrying(
-            self.kube, "delete", "db", "-n", namespace or self.ns, "--wait=false", "--ignore-not-found", *names
+            self.kube,
+            "delete",
+            "db",
+            "-n",
+            namespace or self.ns,
+            "--wait=false",
+            "--ignore-not-found",
+            *names,
         )
 
     def list_dbs(self, namespace: str | None = None) -> dict[str, dict[str, Any]]:
@@ -235,21 +325,30 @@ class World:
                 return last
             time.sleep(0.5)
         summary = {n: ready_of(d) for n, d in sorted(last.items())}
-        tails = "".join(f"\noperator {i}:\n{op.tail(30)}" for i, op in enumerate(self.operators))
+        tails = "".join(f"\noperator {i}:\n{short_tail(op)}" for i, op in enumerate(self.operators))
         raise AssertionError(f"timed out after {timeout}s waiting for {what}; state: {summary}{tails}")
 
-    def wait_ready(self, names: Iterable[str], *, namespace: str | None = None, timeout: float = 120.0) -> None:
+    def wait_ready(
+        self, names: Iterable[str], *, namespace: str | None = None, timeout: float = 120.0
+    ) -> None:
         wanted = set(names)
 
         def done(dbs: dict[str, dict[str, Any]]) -> bool:
-            return all(n in dbs and (ready_of(dbs[n]) or ("",))[0] == "True" and current(dbs[n]) for n in wanted)
+            return all(
+                n in dbs and (ready_of(dbs[n]) or ("",))[0] == "True" and current(dbs[n]) for n in wanted
+            )
 
         self.wait_dbs(f"{len(wanted)} Databases Ready", done, namespace=namespace, timeout=timeout)
 
-    def wait_gone(self, names: Iterable[str], *, namespace: str | None = None, timeout: float = 120.0) -> None:
+    def wait_gone(
+        self, names: Iterable[str], *, namespace: str | None = None, timeout: float = 120.0
+    ) -> None:
         wanted = set(names)
         self.wait_dbs(
-            f"{len(wanted)} Databases deleted", lambda dbs: not wanted & set(dbs), namespace=namespace, timeout=timeout
+            f"{len(wanted)} Databases deleted",
+            lambda dbs: not wanted & set(dbs),
+            namespace=namespace,
+            timeout=timeout,
         )
 
     def wait_generation(
@@ -266,32 +365,49 @@ class World:
                 for n in wanted
             )
 
-        self.wait_dbs(f"{len(wanted)} rotations to generation {at_least}", done, namespace=namespace, timeout=timeout)
+        self.wait_dbs(
+            f"{len(wanted)} rotations to generation {at_least}", done, namespace=namespace, timeout=timeout
+        )
 
     # -- judging -------------------------------------------------------------------------------------
 
     def judge(self, scenario: str, faults: Sequence[str], **check: Any) -> CheckReport:
         """Invariants now, then the figures of this scenario into the report."""
-        report = self.checker().assert_holds(**check)
-        self.leaks.add_all(report_passwords(self), "a credentials Secret")
-        record_figures(scenario, {**report.figures(), "faults": list(faults), **self.operator_figures()})
+        checker = self.checker()
+        report = checker.assert_holds(**check)
+        self.leaks.add_all(checker.seen_passwords, "a credentials Secret")
+        totals = {**report.figures(), **self.operator_figures()}
+        # Server-side counts and operator counters are cumulative: report this scenario's share.
+        delta = {k: v - self._totals.get(k, 0) if k in CUMULATIVE else v for k, v in totals.items()}
+        self._totals = {k: v for k, v in totals.items() if k in CUMULATIVE}
+        record_figures(scenario, {**delta, "faults": list(faults)})
         return report
 
-    def operator_figures(self) -> dict[str, Any]:
-        errors = retries = 0.0
+    def operator_figures(self) -> dict[str, int]:
+        """Operator-side counters since the last call (a restarted process starts from zero again)."""
+        wanted = {
+            "operation_errors": ("dbaasctl_database_operations_total", {"result": "error"}),
+            "queue_retries": ("workqueue_retries_total", {"name": "database"}),
+        }
+        out = dict.fromkeys(wanted, 0)
         for op in self.operators:
             if not op.running:
                 continue
-            errors += op.metric("dbaasctl_database_operations_total", {"result": "error"}) or 0.0
-            retries += op.metric("workqueue_retries_total", {"name": "database"}) or 0.0
-        return {"operation_errors": int(errors), "queue_retries": int(retries)}
+            for key, (metric, labels) in wanted.items():
+                value = int(op.metric(metric, labels) or 0)
+                base = self._op_base.get((id(op), key), 0)
+                out[key] += value - base if value >= base else value
+                self._op_base[(id(op), key)] = value
+        return out
 
     def scan_leaks(self, extra: dict[str, str] | None = None) -> dict[str, int]:
         """Collect every secret the world used, read every sink, fail on any hit."""
         for view in self.views.values():
             self.leaks.add_all(view.issued_passwords(), f"issued by {view.kind}")
         self.leaks.add_secrets_in(self.kube, [*self.namespaces, self.system])
-        self.leaks.gather(self.kube, self.namespaces, self.operators, system_namespace=self.system)
+        self.leaks.gather(
+            self.kube, self.namespaces, [*self.operators, *self.retired], system_namespace=self.system
+        )
         for name, text in (extra or {}).items():
             self.leaks.add_sink(name, text)
         return self.leaks.assert_clean(min_needles=3)
@@ -329,18 +445,6 @@ def current(db: dict[str, Any]) -> bool:
     return (db.get("status") or {}).get("observedGeneration") == db["metadata"].get("generation")
 
 
-def report_passwords(world: World) -> set[str]:
-    out: set[str] = set()
-    for ns in world.namespaces:
-        proc = world.kube.kubectl("get", "secrets", "-n", ns, "-o", "json", check=False)
-        if proc.returncode == 0:
-            for secret in json.loads(proc.stdout)["items"]:
-                value = Observer.decoded(secret).get("password")
-                if value:
-                    out.add(value)
-    return out
-
-
 def kubectl_retrying(kube: KubeTools, *args: str, timeout: float = 90.0) -> str:
     """kubectl that rides out an API server restart (bounded); returns stdout."""
     deadline = time.monotonic() + timeout
@@ -350,7 +454,14 @@ def kubectl_retrying(kube: KubeTools, *args: str, timeout: float = 90.0) -> str:
             return str(proc.stdout)
         transient = any(
             s in proc.stderr
-            for s in ("connection refused", "EOF", "ServiceUnavailable", "timeout", "connection reset", "etcdserver")
+            for s in (
+                "connection refused",
+                "EOF",
+                "ServiceUnavailable",
+                "timeout",
+                "connection reset",
+                "etcdserver",
+            )
         )
         if not transient or time.monotonic() > deadline:
             raise RuntimeError(f"kubectl {' '.join(args[:3])} failed: {proc.stderr.strip()[:500]}")
