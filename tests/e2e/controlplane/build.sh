@@ -33,6 +33,12 @@ if ! reports "$bin/kube-apiserver" --version "Kubernetes $KUBE_VERSION" \
     ldf="$ldf -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     ldf="$ldf -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
+  # k8s.io/kubernetes requires each staging module at v0.0.0; every one must be re-pinned in our go.mod,
+  # or the build fails with "unknown revision v0.0.0". Check that before a long build, not after.
+  upstream=$(cd "$here/kube" && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
+  missing=$(grep -E '^[[:space:]]+k8s\.io/[a-z0-9-]+ v0\.0\.0$' "$upstream" | awk '{print $1}' | while read -r m; do
+    grep -qE "^[[:space:]]+$m => $m v0\.${minor}\." "$here/kube/go.mod" || echo "$m"; done)
+  if [ -n "$missing" ]; then echo "kube/go.mod lacks replace lines for: $missing" >&2; exit 1; fi
   echo "building kube-apiserver and kube-controller-manager $KUBE_VERSION into $bin" >&2
   t=$(stamp)
   (cd "$here/kube" && go build -trimpath -ldflags "$ldf" -o "$bin/" \
