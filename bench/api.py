@@ -90,26 +90,35 @@ class Api:
         params: Mapping[str, str] | None = None,
         ok_missing: bool = False,
         timeout: float = 60.0,
+        retries: int = 5,
     ) -> JsonDict | None:
-        """One request; the decoded answer, None for a 404 when `ok_missing`. Raises ApiError otherwise."""
+        """One request; the decoded answer, None for a 404 when `ok_missing`. Raises ApiError otherwise.
+
+        429 and 503 mean the API server did not act (e.g. "storage is (re)initializing" right after a
+        CRD changed): those are retried after Retry-After, every attempt counted as a request."""
         data = None if body is None else json.dumps(body, separators=(",", ":"))
         headers = {"Content-Type": content_type} if data is not None else None
-        async with self.session.request(
-            method,
-            self.server + path,
-            data=data,
-            headers=headers,
-            params=params,
-            timeout=aiohttp.ClientTimeout(total=timeout),
-        ) as resp:
-            self._count(method, resp.status)
-            text = await resp.text()
-            if resp.status == 404 and ok_missing:
-                return None
-            if resp.status >= 300:
-                raise ApiError(method, path, resp.status, text)
-            result: JsonDict = json.loads(text) if text else {}
-            return result
+        for attempt in range(retries + 1):
+            async with self.session.request(
+                method,
+                self.server + path,
+                data=data,
+                headers=headers,
+                params=params,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as resp:
+                self._count(method, resp.status)
+                text = await resp.text()
+                if resp.status in (429, 503) and attempt < retries:
+                    await asyncio.sleep(_retry_after(resp.headers.get("Retry-After")))
+                    continue
+                if resp.status == 404 and ok_missing:
+                    return None
+                if resp.status >= 300:
+                    raise ApiError(method, path, resp.status, text)
+                result: JsonDict = json.loads(text) if text else {}
+                return result
+        raise AssertionError("unreachable")
 
     async def get(self, path: str, *, params: Mapping[str, str] | None = None) -> JsonDict:
         result = await self.request("GET", path, params=params)
@@ -160,6 +169,13 @@ class Api:
                         "WATCH", path, int((event.get("object") or {}).get("code") or 500), str(event)
                     )
                 yield event
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        return min(5.0, max(0.1, float(value or 1)))
+    except ValueError:
+        return 1.0
 
 
 async def gather_limited(limit: int, jobs: list[Callable[[], Any]]) -> list[Any]:

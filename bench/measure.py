@@ -37,6 +37,8 @@ class PhaseResult:
     apply_seconds: float
     latency: dict[str, float | None]
     requests: dict[str, float]
+    #: The same, answered 2xx only (a refused 429 that was retried is in `requests`, not here).
+    requests_2xx: dict[str, float]
     requests_per_object: dict[str, float]
     writes_per_object: float | None
     event_writes_per_object: float | None
@@ -118,6 +120,7 @@ async def run_phase(
         apply_seconds=round(apply_seconds, 3),
         latency=latency_summary(finished),
         requests=verbs,
+        requests_2xx=by_verb({k: v for k, v in delta.requests.items() if k[1].startswith("2")}),
         requests_per_object=per_object(verbs, n),
         writes_per_object=round(total_writes / n, 2) if n else None,
         event_writes_per_object=round(delta.event_writes / n, 2) if n else None,

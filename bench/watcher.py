@@ -98,6 +98,8 @@ class DatabaseWatcher:
     async def _run(self) -> None:
         while True:
             try:
+                if not self._rv:
+                    await self._list()
                 async for event in self.api.watch(self.path, self._rv):
                     at = time.monotonic()
                     obj = event["object"]
@@ -113,10 +115,10 @@ class DatabaseWatcher:
                         self._offer(name, obj, at)
             except Gone:
                 self.relists += 1
-                await self._list()
+                self._rv = ""
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # a dropped stream: resume from the last resourceVersion
+            except Exception as exc:  # a dropped stream or a refused list: resume, relist if needed
                 log.warning("watch on %s broke (%s); resuming", self.path, type(exc).__name__)
                 await asyncio.sleep(0.5)
 

@@ -96,8 +96,10 @@ class World:
 
     @classmethod
     def attach(cls, kube: ControlPlane, pg: PostgresServer, workdir: Path) -> World:
+        """Borrow running servers whose CRDs the caller installed (re-applying changed CRDs would
+        re-initialise their storage under everyone else using the control plane)."""
         world = cls(kube, pg, workdir, owned=False)
-        world.prepare()
+        world.prepare(install_crds=False)
         return world
 
     def close(self) -> None:
@@ -110,9 +112,10 @@ class World:
             self.kube.stop()
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def prepare(self) -> None:
-        self.kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
-        self.kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRDS))
+    def prepare(self, *, install_crds: bool = True) -> None:
+        if install_crds:
+            self.kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
+            self.kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRDS))
         self.dsn = install_postgres_procedures(self.pg, DATABASE)
         self.pg.psql(file=FAST_SQL, database=DATABASE)
         preload = self.pg.psql("SHOW shared_preload_libraries").strip()
