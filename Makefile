@@ -65,8 +65,8 @@ cluster-down: venv ## stop the control plane started by cluster-up
 demo: setup testbed-binaries ## run the operator on a local control plane + PostgreSQL and show a Secret (KEEP=1 keeps it)
 	$(PY) -m testbed demo
 
-bench: setup testbed-binaries ## benchmarks (not part of make test); results in bench/results/
-	$(PY) -m bench
+bench: setup testbed-binaries ## benchmarks (not part of make test; BENCH_ARGS=--quick for a smoke run); results in bench/results/
+	$(PY) -m bench $(BENCH_ARGS)
 
 soak: setup testbed-binaries ## the reliability suite at a larger scale
 	DBAASCTL_SOAK=1 $(PY) -m pytest tests/e2e -q -k reliability

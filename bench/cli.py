@@ -58,6 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--concurrency", type=int, default=8, help="operator workers = endpoint concurrency = raw concurrency"
     )
+    p.add_argument(
+        "--single-rps",
+        type=float,
+        default=1.0,
+        help="rps of the single-worker baseline (default 1: the reference operator's chart value)",
+    )
+    p.add_argument(
+        "--single-n",
+        type=int,
+        help="cap on N for the single-worker baseline: at 1 rps its throughput is steady after a few "
+        "dozen objects (default 100; quick: 20)",
+    )
     p.add_argument("--apply-concurrency", type=int, default=32, help="requests the driver keeps in flight")
     p.add_argument(
         "--cache-size", type=int, help="Databases (and Secrets) for the cache scenario (default 10,000)"
@@ -95,6 +107,8 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
         "cache_size": args.cache_size or (1000 if quick else 10_000),
         "idle_seconds": args.idle_seconds or (30.0 if quick else 300.0),
         "sample_n": args.sample_n or (10 if quick else 100),
+        "single_rps": args.single_rps,
+        "single_n": args.single_n or (20 if quick else 100),
         "operator_log_level": args.operator_log_level,
         "profiled": bool(args.profile),
     }
@@ -123,9 +137,10 @@ async def run(
                 storm = await run_storm(
                     world,
                     kind,
-                    n,
+                    min(n, opts["single_n"]) if kind == "single" else n,
                     concurrency=opts["concurrency"],
                     apply_concurrency=opts["apply_concurrency"],
+                    single_rps=opts["single_rps"],
                 )
                 results["storms"].append(storm.to_json())
                 save()

@@ -2,8 +2,9 @@
 
 Subjects:
 - `operator`: `dbaasctl run --workers C`, the endpoint allowing C concurrent operations, no rps limit;
-- `single`: `dbaasctl run --workers 1` with `spec.rps` 10 in the OperatorConfig, the reference
-  operator's behaviour (one reconcile at a time, rate-limited DBMS calls);
+- `single`: `dbaasctl run --workers 1` with `spec.rps` limiting on (default 1, the value the reference
+  operator's chart and example config ship), the reference operator's behaviour (one reconcile at a
+  time, rate-limited DBMS calls);
 - `raw`: bench/raw.py at concurrency C, the physical limit.
 
 Each storm gets a fresh namespace and a fresh subject process, applies N Databases straight through the
@@ -28,7 +29,8 @@ from bench.world import PROCEDURES, World
 log = logging.getLogger(__name__)
 
 SUBJECTS = ("operator", "single", "raw")
-SINGLE_WORKER_RPS = 10.0
+#: The reference operator's chart and example config set `rps: 1`.
+SINGLE_WORKER_RPS = 1.0
 
 
 @dataclass
@@ -58,11 +60,13 @@ class StormResult:
         return next((p for p in self.phases if p.phase == name), None)
 
 
-def _subject(world: World, kind: str, namespace: str, procedures: str, concurrency: int) -> Subject:
+def _subject(
+    world: World, kind: str, namespace: str, procedures: str, concurrency: int, single_rps: float
+) -> Subject:
     if kind == "raw":
         return world.raw(namespace, concurrency=concurrency, procedures=procedures)
     if kind == "single":
-        world.apply_config(rps=SINGLE_WORKER_RPS, concurrency=1)
+        world.apply_config(rps=single_rps, concurrency=1)
         return world.operator(namespace, workers=1, label="single")
     world.apply_config(rps=0, concurrency=concurrency)
     return world.operator(namespace, workers=concurrency, label="operator")
@@ -75,10 +79,10 @@ async def _count_secrets(api: Api, namespace: str) -> int:
     return len(listing.get("items") or [])
 
 
-def _per_object_timeout(kind: str, procedures: str) -> float:
+def _per_object_timeout(kind: str, procedures: str, single_rps: float = SINGLE_WORKER_RPS) -> float:
     """Seconds per object on top of a fixed 120 s: generous, so only a stuck subject times out."""
     if kind == "single":
-        return 10.0 / SINGLE_WORKER_RPS  # the limiter alone needs 1/rps per object
+        return 10.0 / single_rps  # the limiter alone needs 1/rps per object
     return 2.0 if procedures == "sample" else 0.5
 
 
@@ -91,14 +95,15 @@ async def run_storm(
     concurrency: int = 8,
     apply_concurrency: int = 32,
     phases: tuple[str, ...] = ("create", "rotate", "delete"),
+    single_rps: float = SINGLE_WORKER_RPS,
 ) -> StormResult:
     if kind not in SUBJECTS:
         raise ValueError(f"unknown subject {kind!r}")
     _cls, endpoint, _procs = PROCEDURES[procedures]
     namespace = world.namespace(f"storm-{kind}-{n}")
     result = StormResult(kind, procedures, n, 1 if kind == "single" else concurrency)
-    subject = _subject(world, kind, namespace, procedures, concurrency)
-    timeout = 120.0 + n * _per_object_timeout(kind, procedures)
+    subject = _subject(world, kind, namespace, procedures, concurrency, single_rps)
+    timeout = 120.0 + n * _per_object_timeout(kind, procedures, single_rps)
     names = [f"db-{i:05d}" for i in range(n)]
     path = DATABASES.format(ns=namespace)
     log.info("storm %s/%s N=%d in %s", kind, procedures, n, namespace)
