@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -22,22 +21,6 @@ async def kube_client(kubeconfig: Path, **kw: Any) -> AsyncIterator[KubeClient]:
         yield client
     finally:
         await client.close()
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float = 60.0, interval: float = 0.1
-) -> bool:
-    """Poll until `check` is true; never asserts on timing, only that it happens within a generous bound."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return True
-        await asyncio.sleep(interval)
-    return False
 
 
 async def fresh_configmaps(client: KubeClient, namespace: str) -> dict[str, str]:

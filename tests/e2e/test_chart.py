@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,19 +14,11 @@ import pytest
 import yaml
 
 from testbed.controlplane import KCM_CONTROLLERS, REPO, ControlPlane, KubeTools
+from testbed.polling import poll
 
 CHART = REPO / "deploy" / "helm" / "dbaasctl"
 DATA = Path(__file__).parent / "data"
 ALL_VALUES = DATA / "chart-values-all.yaml"
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 60.0, interval: float = 0.5) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
 
 
 def server_version(kube: KubeTools) -> str:
@@ -229,7 +220,7 @@ def test_install_upgrade_uninstall(
         ("secret", "rel-dbaasctl-dsn"),
         ("secret", "pg-2-dsn"),
     ]:
-        assert wait_until(
+        assert poll(
             lambda k=kind, n=name: kube.kubectl("-n", namespace, "get", k, n, check=False).returncode != 0, 60
         ), f"{kind}/{name} survived uninstall"
     for kind, name in [
@@ -425,10 +416,10 @@ def test_aggregated_roles_reach_edit_and_view(control_plane: KubeTools, crds: Pa
         )
     dev = kube.service_account_kubeconfig(namespace, "dev", create=False)
     auditor = kube.service_account_kubeconfig(namespace, "auditor", create=False)
-    assert wait_until(lambda: can_i(dev, "create", DB, "-n", namespace), 60)
+    assert poll(lambda: can_i(dev, "create", DB, "-n", namespace), 60)
     assert can_i(dev, "delete", DB, "-n", namespace)
-    assert wait_until(lambda: can_i(auditor, "list", DB, "-n", namespace), 60)
+    assert poll(lambda: can_i(auditor, "list", DB, "-n", namespace), 60)
     assert not can_i(auditor, "create", DB, "-n", namespace)
     assert not can_i(dev, "list", OC, "-n", namespace)
     kube.helm("uninstall", "rel", "-n", namespace)
-    assert wait_until(lambda: not can_i(dev, "create", DB, "-n", namespace), 60)
+    assert poll(lambda: not can_i(dev, "create", DB, "-n", namespace), 60)

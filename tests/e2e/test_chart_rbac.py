@@ -27,7 +27,8 @@ import yaml
 
 from testbed.controlplane import REPO, KubeTools
 from testbed.dbms import MariaDBServer, PostgresServer
-from testbed.operator import OperatorProcess
+from testbed.operator import OperatorProcess, release_databases
+from testbed.polling import poll
 
 CHART = REPO / "deploy" / "helm" / "dbaasctl"
 DATA = Path(__file__).parent / "data"
@@ -52,16 +53,6 @@ def _operator_has_run_command() -> bool:
 pytestmark = pytest.mark.skipif(
     not _operator_has_run_command(), reason="`dbaasctl run` is not implemented yet"
 )
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 90.0, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return None
 
 
 class LiveOperator(OperatorProcess):
@@ -99,19 +90,8 @@ def user_namespace(control_plane: KubeTools, namespace: str) -> Iterator[str]:
     # Remove this test's Databases for good before the namespace goes (namespace deletion is slow):
     # an operator started by a later test watches all namespaces and must not find them.
     control_plane.kubectl("-n", name, "delete", "databases", "--all", "--wait=false", check=False)
-    for db in control_plane.kubectl_json("-n", name, "get", "databases")["items"]:
-        control_plane.kubectl(
-            "-n",
-            name,
-            "patch",
-            "database",
-            db["metadata"]["name"],
-            "--type=merge",
-            "-p",
-            '{"metadata":{"finalizers":null}}',
-            check=False,
-        )
-    assert wait_until(lambda: not control_plane.kubectl_json("-n", name, "get", "databases")["items"], 60)
+    release_databases(control_plane, name)
+    assert poll(lambda: not control_plane.kubectl_json("-n", name, "get", "databases")["items"], 60)
     control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
@@ -224,7 +204,7 @@ def test_full_flow_as_the_chart_service_account(
     try:
         name = f"db{secrets.token_hex(4)}"
         apply_database(kube, user_namespace, name)
-        db = wait_until(lambda: ready(kube, user_namespace, name))
+        db = poll(lambda: ready(kube, user_namespace, name), timeout=90)
         assert db, (
             f"Database never became Ready: {kube.kubectl_json('-n', user_namespace, 'get', 'database', name)}"
         )
@@ -244,18 +224,20 @@ def test_full_flow_as_the_chart_service_account(
             name,
             f"dbaasctl.io/rotate={time.time_ns()}",
         )
-        rotated = wait_until(
+        rotated = poll(
             lambda: (
                 (d := secret_data(kube, user_namespace, secret_name)) and d["password"] != first["password"]
-            )
+            ),
+            timeout=90,
         )
         assert rotated, "the password was never rotated"
 
         kube.kubectl("-n", user_namespace, "delete", "database", name, "--wait=false")
-        assert wait_until(
-            lambda: kube.kubectl("-n", user_namespace, "get", "database", name, check=False).returncode != 0
+        assert poll(
+            lambda: kube.kubectl("-n", user_namespace, "get", "database", name, check=False).returncode != 0,
+            timeout=90,
         ), "the finalizer was never removed"
-        assert wait_until(lambda: secret_data(kube, user_namespace, secret_name) is None, 60)
+        assert poll(lambda: secret_data(kube, user_namespace, secret_name) is None, 60)
         assert not dbms_has_login(server, name)
 
         # What the namespaced Role is for: our Lease, the OperatorConfig's status, and Events.
@@ -419,7 +401,7 @@ def test_each_rule_is_needed(
     try:
         name = f"db{secrets.token_hex(4)}"
         apply_database(kube, user_namespace, name)
-        evidence = wait_until(lambda: forbidden_evidence(kube, operator, user_namespace, name, resource), 120)
+        evidence = poll(lambda: forbidden_evidence(kube, operator, user_namespace, name, resource), 120)
         assert evidence, f"no Forbidden about {resource} within 120s; operator log tail:\n{operator.tail()}"
         print(f"{rule}: {evidence}")  # shown with -rP: what an administrator would see
         assert operator.running, f"the operator crashed:\n{operator.tail()}"

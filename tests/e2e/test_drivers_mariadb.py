@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from dbaas_test_helpers import wait_until
 from dbms_cases import INJECTION_CORPUS, in_use
 
 from dbaasctl.dbms.drivers import ContractError, ProcedureError, Reason
@@ -14,6 +13,7 @@ from dbaasctl.dbms.drivers.mysql import MySQLDriver
 from dbaasctl.dbms.dsn import parse_dsn
 from testbed.dbms import MariaDBServer
 from testbed.fixtures_dbms import SAMPLES
+from testbed.polling import wait_until
 
 DB = "contract"
 

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from dbaas_test_helpers import wait_until
 from dbms_cases import INJECTION_CORPUS, in_use
 
 from dbaasctl.dbms.drivers import ContractError, ProcedureError, Reason, create_driver
@@ -15,6 +14,7 @@ from dbaasctl.dbms.drivers.odbc import OdbcDriver
 from dbaasctl.dbms.dsn import parse_dsn
 from testbed.dbms import MariaDBServer, OdbcDrivers, PostgresServer
 from testbed.fixtures_dbms import SAMPLES
+from testbed.polling import wait_until
 
 DB = "contract"
 

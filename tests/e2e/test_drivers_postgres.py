@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import itertools
+import re
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from dbaas_test_helpers import wait_until
 from dbms_cases import INJECTION_CORPUS, in_use
 
 from dbaasctl.dbms.drivers import ContractError, ProcedureError, Reason
@@ -14,6 +15,7 @@ from dbaasctl.dbms.drivers.postgres import PostgresDriver
 from dbaasctl.dbms.dsn import parse_dsn
 from testbed.dbms import PostgresServer
 from testbed.fixtures_dbms import SAMPLES
+from testbed.polling import wait_until
 
 DB = "contract"
 
@@ -187,3 +189,77 @@ async def test_unreachable_server_is_connection_failed() -> None:
         assert "secretpw" not in str(err.value) + str(err2.value)
     finally:
         await d.close()
+
+
+# ---- what a keepalive ping costs the server ------------------------------------------------------
+
+_PROBE_SQL = """
+CREATE SCHEMA probe;
+-- Leaves session state behind (a setting and an advisory lock) that the pool's reset must clear.
+CREATE FUNCTION probe.set_state(v text) RETURNS TABLE(key text, value text) LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM set_config('dbaasctl.probe', v, false);
+  PERFORM pg_advisory_lock(4242);
+  RETURN QUERY SELECT 'probe'::text, current_setting('dbaasctl.probe', true);
+END $$;
+CREATE FUNCTION probe.get_state() RETURNS TABLE(key text, value text) LANGUAGE sql AS $$
+  SELECT 'probe'::text, coalesce(current_setting('dbaasctl.probe', true), '')
+$$;
+"""
+_LOG_ENTRY = re.compile(r"^\d{4}-\d\d-\d\d \S+ \S+ \[\d+\] ", re.M)
+_LOGGED_SQL = re.compile(r"LOG:  (?:statement|execute [^:]*): (.*)", re.S)
+
+
+@pytest.fixture(scope="module")
+def logged_postgres() -> Iterator[PostgresServer]:
+    """A private server with log_statement=all: the log is the server-side count of what we send."""
+    with PostgresServer(log_statements=True) as server:
+        server.psql(_PROBE_SQL)
+        yield server
+
+
+def _log_size(server: PostgresServer) -> int:
+    return server.log_path.stat().st_size
+
+
+def _logged_sql(server: PostgresServer, since: int) -> list[str]:
+    """SQL texts the server logged after byte `since`, whitespace-normalised, in order.
+
+    The server writes each entry before it runs the statement, so everything a returned call sent is
+    already in the file.
+    """
+    text = server.log_path.read_bytes()[since:].decode("utf-8", "replace")
+    starts = [m.start() for m in _LOG_ENTRY.finditer(text)] + [len(text)]
+    entries = (text[a:b] for a, b in itertools.pairwise(starts))
+    return [" ".join(m.group(1).split()) for e in entries if (m := _LOGGED_SQL.search(e))]
+
+
+async def test_keepalive_ping_is_one_statement(logged_postgres: PostgresServer) -> None:
+    d = PostgresDriver(parse_dsn(logged_postgres.dsn), max_connections=1)
+    try:
+        await d.ping(10)  # opens the connection and prepares the statement
+        since = _log_size(logged_postgres)
+        for _ in range(10):
+            await d.ping(10)
+        # Without the skip, each ping is followed by asyncpg's 4-statement reset (5 statements a ping).
+        assert _logged_sql(logged_postgres, since) == ["SELECT 1"] * 10
+    finally:
+        await d.close()
+
+
+async def test_connection_used_by_a_call_is_still_reset(logged_postgres: PostgresServer) -> None:
+    d = PostgresDriver(parse_dsn(logged_postgres.dsn), max_connections=1)  # one connection, reused
+    try:
+        since = _log_size(logged_postgres)
+        await d.ping(10)
+        assert await call(d, "probe.set_state", {"v": "dirty"}) == {"probe": "dirty"}
+        await d.ping(10)
+        assert await call(d, "probe.get_state") == {"probe": ""}
+        logged = _logged_sql(logged_postgres, since)
+        assert sum("RESET ALL" in sql for sql in logged) == 2  # after each call, never after a ping
+        assert sum(sql == "SELECT 1" for sql in logged) == 2
+        assert d.stats().size == 1
+    finally:
+        await d.close()
+    locks = logged_postgres.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+    assert locks.strip() == "0"

@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import pytest
-from dbaas_test_helpers import wait_until
 from prometheus_client import CollectorRegistry
 
 from dbaasctl.dbms.drivers import Driver, ProcedureError, Reason, create_driver
 from dbaasctl.dbms.endpoints import EndpointHealth, EndpointRegistry, EndpointSpec
 from testbed.dbms import MariaDBServer, PostgresServer, _free_port
 from testbed.fixtures_dbms import SAMPLES
+from testbed.polling import wait_until
 
 DB = "contract"
 

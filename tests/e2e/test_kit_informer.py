@@ -7,12 +7,13 @@ import random
 from typing import Any
 
 import pytest
-from kit_helpers import configmap, eventually, fresh_configmaps, informer_view, kube_client
+from kit_helpers import configmap, fresh_configmaps, informer_view, kube_client
 from prometheus_client import CollectorRegistry
 
 from dbaasctl.kube.client import CONFIGMAPS, ApiError
 from dbaasctl.kube.informer import DeletedFinalStateUnknown, Informer
 from testbed.controlplane import ControlPlane, KubeTools
+from testbed.polling import eventually
 
 
 class Recorder:

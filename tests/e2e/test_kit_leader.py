@@ -20,10 +20,11 @@ from pathlib import Path
 
 import port_for
 import pytest
-from kit_helpers import configmap, eventually, http_get, kube_client, metric_value
+from kit_helpers import configmap, http_get, kube_client, metric_value
 
 from dbaasctl.kube.client import CONFIGMAPS, LEASES
 from testbed.controlplane import REPO, KubeTools
+from testbed.polling import eventually
 
 SCRIPT = Path(__file__).with_name("kit_manager_proc.py")
 LEASE, RENEW, RETRY = 8.0, 5.0, 1.0

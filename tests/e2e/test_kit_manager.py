@@ -8,13 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kit_helpers import configmap, eventually, http_get, kube_client, metric_value
+from kit_helpers import configmap, http_get, kube_client, metric_value
 from prometheus_client import CollectorRegistry
 
 from dbaasctl.kube.client import CONFIGMAPS, KubeClient, object_key
 from dbaasctl.kube.controller import Result
 from dbaasctl.kube.manager import Manager, ManagerSettings
 from testbed.controlplane import KubeTools
+from testbed.polling import eventually
 
 
 def settings(**kw: Any) -> ManagerSettings:

@@ -8,17 +8,16 @@ its own once the server is back.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from testbed.controlplane import KubeTools
 from testbed.dbms import PostgresServer
+from testbed.logins import pg_can_login as can_login
 from testbed.operator import (
     Observer,
     OperatorProcess,
@@ -27,6 +26,7 @@ from testbed.operator import (
     install_postgres_procedures,
     operator_config,
     postgres_class,
+    release_databases,
 )
 
 
@@ -74,33 +74,9 @@ def env(kube: KubeTools, crds: Path, tmp_path_factory: pytest.TempPathFactory) -
                 pg.start()
             kube.kubectl("delete", "databases", "--all", "-n", ns, "--timeout=90s", check=False)
             operator.stop()
-            for item in kube.kubectl_json("get", "databases", "-n", ns)["items"]:
-                kube.kubectl(
-                    "patch", "database", "-n", ns, item["metadata"]["name"], "--type=merge",
-                    "-p", '{"metadata":{"finalizers":null}}', check=False,
-                )  # fmt: skip
+            release_databases(kube, ns)
             kube.kubectl("delete", "namespace", ns, system, "--wait=false", check=False)
             kube.kubectl("delete", "databaseclass", cls["metadata"]["name"], "--wait=false", check=False)
-
-
-async def _login(creds: dict[str, str]) -> None:
-    conn = await asyncpg.connect(
-        host=creds["host"],
-        port=int(creds["port"]),
-        user=creds["username"],
-        password=creds["password"],
-        database=creds["database"],
-        timeout=10,
-    )
-    await conn.close()
-
-
-def can_login(creds: dict[str, str]) -> bool:
-    try:
-        asyncio.run(_login(creds))
-    except asyncpg.InvalidPasswordError:
-        return False
-    return True
 
 
 def test_dbms_down_during_create_then_back(env: Env) -> None:

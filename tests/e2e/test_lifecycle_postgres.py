@@ -20,6 +20,7 @@ import pytest
 
 from testbed.controlplane import KubeTools
 from testbed.dbms import PostgresServer
+from testbed.logins import pg_can_login
 from testbed.operator import (
     Observer,
     OperatorProcess,
@@ -28,6 +29,7 @@ from testbed.operator import (
     install_postgres_procedures,
     operator_config,
     postgres_class,
+    release_databases,
 )
 
 BINDING_KEYS = {"type", "provider", "host", "port", "username", "password", "database", "uri"}
@@ -82,20 +84,9 @@ class Env:
         return result
 
 
-async def _use(creds: dict[str, str]) -> None:
-    conn = await asyncpg.connect(
-        host=creds["host"],
-        port=int(creds["port"]),
-        user=creds["username"],
-        password=creds["password"],
-        database=creds["database"],
-        timeout=10,
-    )
-    try:
-        await conn.execute("CREATE TABLE IF NOT EXISTS probe (id int)")
-        await conn.execute("INSERT INTO probe VALUES (1)")
-    finally:
-        await conn.close()
+async def _write(conn: asyncpg.Connection) -> None:
+    await conn.execute("CREATE TABLE IF NOT EXISTS probe (id int)")
+    await conn.execute("INSERT INTO probe VALUES (1)")
 
 
 async def _select_one(uri: str) -> int:
@@ -107,11 +98,8 @@ async def _select_one(uri: str) -> int:
 
 
 def can_login(creds: dict[str, str]) -> bool:
-    try:
-        asyncio.run(_use(creds))
-    except asyncpg.InvalidPasswordError:
-        return False
-    return True
+    """Log in and write, as the application would; False when the password is refused."""
+    return pg_can_login(creds, _write)
 
 
 @pytest.fixture(scope="module")
@@ -182,12 +170,8 @@ def env(
         for ns in apps:
             kube.kubectl("delete", "databases", "--all", "-n", ns, "--timeout=90s", check=False)
         operator.stop()
-        for ns in apps:  # anything the operator could not finish must not pin the namespace forever
-            for item in kube.kubectl_json("get", "databases", "-n", ns)["items"]:
-                kube.kubectl(
-                    "patch", "database", "-n", ns, item["metadata"]["name"], "--type=merge",
-                    "-p", '{"metadata":{"finalizers":null}}', check=False,
-                )  # fmt: skip
+        for ns in apps:
+            release_databases(kube, ns)
         for ns in [*apps, system]:
             kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
         for cls in [*classes.values(), {"metadata": {"name": f"pg-missing-{suffix}"}}]:
@@ -437,7 +421,7 @@ def test_same_name_in_two_namespaces_gives_two_databases(env: Env) -> None:
     assert can_login(cb)
     crossed = {**ca, "database": cb["database"]}
     with pytest.raises(asyncpg.PostgresError):
-        asyncio.run(_use(crossed))  # one tenant cannot open the other's database
+        can_login(crossed)  # one tenant cannot open the other's database
     env.kube.kubectl("delete", "db", "-n", a, "twin", "--timeout=60s")
     assert can_login(cb)  # deleting one leaves the other alone
 

@@ -1,7 +1,7 @@
 """Reliability §1: the control plane fails under a storm; nothing is lost, nothing is done twice.
 
-One private PostgreSQL (sample functions behind call-counting wrappers, create slowed down so faults
-land on calls in flight) and one operator at trace level for the module. Each test throws a storm,
+One private PostgreSQL (sample functions behind call-counting wrappers, every call slowed down so
+faults land on calls in flight) and one operator at trace level for the module. Each test throws a storm,
 injects one control-plane fault in the middle of it, waits for the storm to settle and then checks
 every invariant on the API and on the server (testbed.invariants). The module ends with the leak scan.
 """

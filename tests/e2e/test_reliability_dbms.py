@@ -1,8 +1,8 @@
 """Reliability §2: the DBMS is killed (SIGKILL, crash recovery on restart) during create, rotate and
 delete storms, PostgreSQL first, then MariaDB.
 
-One operator serves both private servers (each behind call-counting wrappers, create slowed down so the
-kill lands on calls in flight). While a server is down the Databases show why (EndpointUnavailable,
+One operator serves both private servers (each behind call-counting wrappers, every call slowed down so
+the kill lands on calls in flight). While a server is down the Databases show why (EndpointUnavailable,
 RotateFailed, DeleteFailed) and nothing worse happens; once it is back every storm completes and every
 invariant holds on the API and on the server.
 """
@@ -26,6 +26,7 @@ from testbed.reliability import (
     audited_postgres_class,
     crash,
     crash_safe_postgres,
+    ready_of,
     scale,
     world_of,
 )
@@ -61,12 +62,6 @@ def env(kube: KubeTools, crds: Path, tmp_path_factory: pytest.TempPathFactory) -
                 server.start()  # the world's teardown deletes through the operator
 
 
-def _crash(server: PostgresServer | MariaDBServer) -> None:
-    crash(server)
-    time.sleep(DOWN_SECONDS)
-    server.start()
-
-
 @pytest.mark.parametrize("endpoint", ["pg", "maria"])
 def test_dbms_killed_during_create_storm(env: Env, endpoint: str) -> None:
     w, server = env.world, env.servers[endpoint]
@@ -90,13 +85,26 @@ def test_dbms_killed_during_create_storm(env: Env, endpoint: str) -> None:
     assert report.logins_verified >= len(names)
 
 
+def _wait_reason(w: World, names: list[str], reason: str) -> None:
+    """Wait until the outage shows on at least one of these Databases as `reason`."""
+    w.wait_dbs(
+        f"a Database reporting {reason}",
+        lambda dbs: any((ready_of(dbs[n]) or ("", ""))[1] == reason for n in names if n in dbs),
+        timeout=60,
+    )
+
+
 @pytest.mark.parametrize("endpoint", ["pg", "maria"])
 def test_dbms_killed_during_rotate_storm(env: Env, endpoint: str) -> None:
     w, server = env.world, env.servers[endpoint]
     names = w.names(f"{endpoint}-c", scale(10))
     w.annotate_many(names, "dbaasctl.io/rotate=true")
-    time.sleep(0.1)
-    _crash(server)
+    time.sleep(0.1)  # rotations are in flight (each sleeps 0.3 s on the server)
+    crash(server)
+    # A failed rotation keeps Ready=True (the Secret still works) and says so; never a re-create.
+    _wait_reason(w, names, "RotateFailed")
+    time.sleep(DOWN_SECONDS)
+    server.start()
     w.wait_generation(names, 2, timeout=180)
     report = w.judge(f"{endpoint} killed during a rotate storm", [f"{endpoint} SIGKILL during rotate"])
     assert report.rotates >= len(names)
@@ -111,18 +119,8 @@ def test_dbms_killed_during_delete_storm(env: Env, endpoint: str) -> None:
     time.sleep(0.1)
     crash(server)
     # A delete that cannot run keeps the Database (and its finalizer) with a visible reason.
-    w.wait_dbs(
-        "a delete failing visibly",
-        lambda dbs: (
-            any(
-                c.get("type") == "Ready" and c.get("reason") == "DeleteFailed"
-                for n in doomed
-                for c in (dbs.get(n, {}).get("status") or {}).get("conditions") or []
-            )
-            or not set(doomed) & set(dbs)
-        ),
-        timeout=60,
-    )
+    _wait_reason(w, doomed, "DeleteFailed")
+    time.sleep(DOWN_SECONDS)
     server.start()
     w.wait_gone(doomed, timeout=180)
     report = w.judge(f"{endpoint} killed during a delete storm", [f"{endpoint} SIGKILL during delete"])

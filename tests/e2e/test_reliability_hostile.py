@@ -30,7 +30,14 @@ from testbed.controlplane import KubeTools
 from testbed.dbms import PostgresServer
 from testbed.invariants import PostgresView
 from testbed.operator import API, database
-from testbed.reliability import World, apply_retrying, audited_postgres_class, ready_of, world_of
+from testbed.reliability import (
+    World,
+    apply_retrying,
+    audited_postgres_class,
+    create_objects,
+    ready_of,
+    world_of,
+)
 
 ECHO_SLOTS = 40
 CONTRACT_SQL = Path(__file__).resolve().parents[2] / "deploy" / "samples" / "test" / "postgres.sql"
@@ -178,9 +185,10 @@ def _never_called(env: Env, namespace: str, names: list[str]) -> None:
     """No create attempt reached the server for these, and no statement carried their names."""
     attempted = {(c.namespace, c.name) for c in env.view.attempts()}
     assert not attempted & {(namespace, n) for n in names}
-    log = env.pg.log_path.read_text(encoding="utf-8", errors="replace")
+    log = env.pg.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
     for name in names:
-        assert f"'{name}'" not in log, f"{namespace}/{name} reached the DBMS"
+        hits = [line for line in log if f"= '{name}'" in line and f"= '{namespace}'" in line]
+        assert not hits, f"{namespace}/{name} reached the DBMS: {hits[0][:300]}"
 
 
 def _echoed(env: Env, name: str) -> dict[str, str]:
@@ -202,7 +210,7 @@ def test_injection_corpus_is_byte_identical_at_the_procedure(env: Env) -> None:
     labels = {f"p{i:02d}": value for i, value in enumerate(LABEL_VALUES)}
     labelled = database("inj-labels", w.ns, "echo-labels")
     labelled["metadata"]["labels"] = labels
-    apply_retrying(
+    create_objects(
         w.kube,
         [
             database("inj-params", w.ns, "echo-params", params=corpus),
@@ -260,14 +268,18 @@ def test_names_at_the_edges_of_what_the_api_admits(env: Env) -> None:
     env.judge("hostile input: names at the API's limits", ["edge-case names"])
 
 
-def test_name_too_long_for_its_secret(env: Env) -> None:
+def test_name_too_long_for_its_default_secret_is_refused_by_the_api(env: Env) -> None:
+    """Regression: a 242-253 character name used to reach the DBMS, then fail to store its Secret and its
+    status (both names too long), so provisionedAt was never recorded and create ran again on every retry."""
     w = env.world
-    name = "m" * 253  # a valid Database name, but <name>-credentials is not a valid Secret name
-    w.create_many([name], "pg")
-    reasons = _wait_reasons(w, {name: {"InvalidSecretName", "SecretWriteFailed", "InvalidParameters"}})
-    print("long-name outcome:", reasons, w.list_dbs()[name].get("status"))
-    w.delete_many([name])
-    w.wait_gone([name])
+    proc = w.kube.kubectl("apply", "-f", "-", input=json.dumps(database("m" * 242, w.ns, "pg")), check=False)
+    assert proc.returncode != 0
+    assert "too long for the default Secret name" in proc.stderr
+    _never_called(env, w.ns, ["m" * 242])
+    longest = "m" * 253
+    w.create_many([longest], "pg", secret_name="short-secret")
+    w.wait_ready([longest])
+    env.judge("hostile input: a name too long for its default Secret", ["253-character name"])
 
 
 # -- templates, params, classes, configs, DSNs -------------------------------------------------------
@@ -363,9 +375,12 @@ def test_malformed_dsns_and_configs(env: Env) -> None:
         w.kube.kubectl("get", "operatorconfig", "-n", w.system, "dbaasctl", "-o", "json").stdout
     )["spec"]
     broken_spec = json.loads(json.dumps(spec))
-    broken_spec["dbms"][0]["endpoints"].append({"name": "pg", "dsn": env.dsn})
+    # "pg" again, under another class: a per-list uniqueness rule in the CRD cannot see across lists.
+    broken_spec["dbms"][1]["endpoints"].append({"name": "pg", "dsn": env.dsn})
     proc = w.kube.kubectl("apply", "-f", "-", input=json.dumps({**good, "spec": broken_spec}), check=False)
-    if proc.returncode == 0:
+    if proc.returncode != 0:
+        assert "uniq" in proc.stderr or "Duplicate" in proc.stderr, proc.stderr
+    else:
 
         def invalid(_: Any = None) -> bool:
             cfg = json.loads(
@@ -411,7 +426,9 @@ def test_procedures_that_break_the_contract(env: Env) -> None:
         time.sleep(0.5)
     assert running == 0, "a timed-out call is still running on the server"
     # The DBMS's own error text stays out of conditions and Events (it may echo secrets).
-    seen = w.kube.kubectl("get", "databases,events.events.k8s.io", "-n", w.ns, "-o", "json").stdout
+    listed = w.list_dbs()
+    seen = json.dumps([listed[n].get("status") for n in names if n in listed])
+    seen += w.kube.kubectl("get", "events.events.k8s.io", "-n", w.ns, "-o", "json").stdout
     assert RAISE_MARKER not in seen
     assert w.operators[0].health("/healthz")[0] == 200
     print("contract breaches:", reasons)

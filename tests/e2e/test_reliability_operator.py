@@ -8,8 +8,8 @@
   login, an endpoint removed and re-added, a DatabaseClass deleted and re-created. While a change is in
   effect the Databases it affects say why; once reverted everything converges.
 
-One private PostgreSQL (crash-safe commits, audit wrappers, create slowed to 0.5 s so faults land on
-calls in flight) for the module; the module ends with the leak scan over every operator's trace log.
+One private PostgreSQL (crash-safe commits, audit wrappers, every call slowed to 0.5 s so faults land
+on calls in flight) for the module; the module ends with the leak scan over every operator's trace log.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from dbaasctl.dbms.drivers import Driver, ProcedureError, create_driver
 from dbaasctl.dbms.dsn import parse_dsn
 from testbed.dbms import MariaDBServer, PostgresServer
 from testbed.fixtures_dbms import SAMPLES
+from testbed.logins import pg_login
 
 DB = "dbaas"
 
@@ -55,17 +56,6 @@ async def maria(maria_samples: MariaDBServer) -> AsyncIterator[Driver]:
 
 
 KEYS = {"username", "password", "database", "dbName", "host", "port"}
-
-
-async def pg_login(creds: dict[str, str]) -> asyncpg.Connection:
-    return await asyncpg.connect(
-        host=creds["host"],
-        port=int(creds["port"]),
-        user=creds["username"],
-        password=creds["password"],
-        database=creds["database"],
-        timeout=10,
-    )
 
 
 async def test_postgres_lifecycle(pg: Driver, pg_samples: PostgresServer) -> None:

@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from testbed.controlplane import ControlPlane, KubeTools
+from testbed.polling import poll
 
 DATA = Path(__file__).parent / "data"
-
-
-def wait_until(predicate, timeout: float = 60.0, interval: float = 0.5) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
 
 
 def test_server_reports_pinned_version(control_plane: KubeTools) -> None:
@@ -64,7 +55,7 @@ def test_garbage_collector_deletes_owned_objects(control_plane: KubeTools, names
         res = control_plane.kubectl("-n", namespace, "get", "configmap", "owned", check=False)
         return res.returncode != 0 and "NotFound" in res.stderr
 
-    assert wait_until(gone, timeout=90), "owned ConfigMap was not garbage-collected"
+    assert poll(gone, timeout=90), "owned ConfigMap was not garbage-collected"
 
 
 def test_service_account_token_is_subject_to_rbac(control_plane: KubeTools, namespace: str) -> None:
@@ -94,7 +85,7 @@ def test_service_account_token_is_subject_to_rbac(control_plane: KubeTools, name
     def allowed() -> bool:
         return subprocess.run([*as_sa, "get", "configmaps"], capture_output=True, text=True).returncode == 0
 
-    assert wait_until(allowed, timeout=30)
+    assert poll(allowed, timeout=30)
 
 
 def test_namespace_controller_finishes_deletion(control_plane: KubeTools) -> None:
@@ -105,11 +96,11 @@ def test_namespace_controller_finishes_deletion(control_plane: KubeTools) -> Non
     def gone() -> bool:
         return control_plane.kubectl("get", "namespace", "testbed-ns-deletion", check=False).returncode != 0
 
-    assert wait_until(gone, timeout=120)
+    assert poll(gone, timeout=120)
 
 
 def test_serviceaccount_controller_creates_default(control_plane: KubeTools, namespace: str) -> None:
-    assert wait_until(
+    assert poll(
         lambda: control_plane.kubectl("-n", namespace, "get", "sa", "default", check=False).returncode == 0,
         60,
     )

@@ -8,7 +8,7 @@ import logging
 import pytest
 from prometheus_client import CollectorRegistry
 
-from dbaasctl.kube.controller import Controller, Reconcile, Result, TerminalError
+from dbaasctl.kube.controller import Controller, Reconcile, ReportedError, Result, TerminalError
 from dbaasctl.kube.ratelimit import ItemExponentialFailureRateLimiter
 
 
@@ -71,6 +71,52 @@ async def test_error_retries_with_backoff_until_success_then_forgets(
     assert ctl.queue.num_requeues("ns/a") == 0, "success forgets the failure history"
     assert any("ns/a" in r.getMessage() and "attempt 1 failed" in r.getMessage() for r in caplog.records)
     await ctl.stop(1)
+
+
+class _OwnReported(Exception):
+    """A reconciler's own exception type, flagged without importing the kit's base class."""
+
+    reported = True
+
+
+@pytest.mark.parametrize("reported", [ReportedError, _OwnReported])
+async def test_reported_failure_is_retried_but_logged_without_traceback(
+    caplog: pytest.LogCaptureFixture, reported: type[Exception]
+) -> None:
+    registry = CollectorRegistry()
+    calls = 0
+
+    async def known(key: str) -> None:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            try:
+                raise PermissionError("secrets is forbidden: databases/finalizers")
+            except PermissionError:
+                # Raised while handling, as the reconciler does: the log keeps the cause, not the stack.
+                raise reported("ProcedureFailed: quota exceeded")  # noqa: B904
+        if calls == 3:
+            raise RuntimeError("unexpected bug")
+
+    ctl = make(known, registry)
+    ctl.start()
+    with caplog.at_level(logging.DEBUG, logger="dbaasctl.kube.controller"):
+        ctl.enqueue("ns/a")
+        await wait_for(lambda: value(registry, "controller_runtime_reconcile_total", result="success") == 1)
+    await ctl.stop(1)
+    assert calls == 4
+    assert value(registry, "controller_runtime_reconcile_errors_total") == 3
+    failures = [r for r in caplog.records if "failed" in r.getMessage()]
+    known_failures = [r for r in failures if "quota exceeded" in r.getMessage()]
+    assert len(known_failures) == 2
+    assert all(r.levelno == logging.INFO and r.exc_info is None for r in known_failures)
+    assert all(
+        "from PermissionError: secrets is forbidden: databases/finalizers" in r.getMessage()
+        for r in known_failures
+    )
+    (bug,) = [r for r in failures if "unexpected bug" in r.getMessage()]
+    assert bug.levelno == logging.ERROR
+    assert bug.exc_info is not None, "an unexpected exception keeps its traceback"
 
 
 async def test_requeue_after_forgets_and_comes_back() -> None:

@@ -93,6 +93,8 @@ class Failure(Exception):
     The message is the (secret-free) condition message.
     """
 
+    reported = True  # the kit's workers log it in one line, without a traceback
+
 
 class DatabaseMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:

@@ -18,7 +18,7 @@ from dbaasctl.kube.client import (
     object_key,
     split_key,
 )
-from dbaasctl.kube.controller import Controller, Result, TerminalError
+from dbaasctl.kube.controller import Controller, ReportedError, Result, TerminalError
 from dbaasctl.kube.events import EventRecorder, ObjectRef
 from dbaasctl.kube.informer import DeletedFinalStateUnknown, Informer
 from dbaasctl.kube.leader import LeaderElectionConfig, LeaderElector
@@ -43,6 +43,7 @@ __all__ = [
     "Manager",
     "ManagerSettings",
     "ObjectRef",
+    "ReportedError",
     "ResourceRef",
     "Result",
     "ShutDownError",

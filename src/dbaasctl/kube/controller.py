@@ -3,14 +3,19 @@
 | reconcile outcome                  | queue action                    | `result` label  |
 |------------------------------------|---------------------------------|-----------------|
 | raises (incl. timeout)             | `add_rate_limited` (no forget)  | `error`         |
+| raises a `ReportedError`           | `add_rate_limited` (no forget)  | `error`         |
 | raises `TerminalError`             | `forget`, no requeue            | `error`         |
 | returns `Result(requeue_after=t)`  | `forget`, then `add_after(t)`   | `requeue_after` |
 | returns `Result(requeue=True)`     | `add_rate_limited`              | `requeue`       |
 | returns None / `Result()`          | `forget`                        | `success`       |
 
-An exception is logged with its key and counted; it never ends a worker. Cancellation (shutdown, lost
-leadership) propagates untouched: it is neither an error nor a reason to requeue. `done(key)` is always
-called, so a key can never get stuck in the processing set.
+An exception is logged with its key and counted; it never ends a worker. An unexpected one is logged at
+ERROR with its traceback. One the reconciler raised on purpose after reporting it (status, Event), a
+`ReportedError` or any exception whose class sets `reported = True`, is logged at INFO in one line, so
+retries of a known failure do not flood the log with tracebacks; the line keeps the messages of the
+exceptions it was raised from, which may name what the status leaves out (the API server's reason for a
+403). Cancellation (shutdown, lost leadership) propagates untouched: it is neither an error nor a reason
+to requeue. `done(key)` is always called, so a key can never get stuck in the processing set.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from dbaasctl.kube.ratelimit import RateLimiter
 from dbaasctl.kube.workqueue import ShutDownError, WorkQueue
@@ -43,6 +49,34 @@ class TerminalError(Exception):
     """A failure that retrying cannot fix (e.g. invalid spec): reported, counted, not requeued."""
 
 
+class ReportedError(Exception):
+    """A failure the reconciler has already made visible (status, Event): retried with backoff like any
+    error, but logged without a traceback. A reconciler may instead set `reported = True` on its own
+    exception class, so it need not import this one."""
+
+    reported: ClassVar[bool] = True
+
+
+def already_reported(exc: BaseException) -> bool:
+    return getattr(exc, "reported", False) is True
+
+
+def _causes(exc: BaseException) -> str:
+    """The exceptions `exc` was raised from or while handling, in one line: a traceback's detail, minus
+    the stack."""
+    parts: list[str] = []
+    seen = {id(exc)}
+    current: BaseException | None = exc
+    while current is not None:
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+        if current is not None and id(current) not in seen:
+            seen.add(id(current))
+            parts.append(f"{type(current).__name__}: {current}")
+        else:
+            current = None
+    return f" (from {'; from '.join(parts)})" if parts else ""
+
+
 Reconcile = Callable[[str], Awaitable[Result | None]]
 
 RESULTS = ("success", "error", "requeue", "requeue_after")
@@ -51,6 +85,13 @@ RESULTS = ("success", "error", "requeue", "requeue_after")
 class _ControllerMetrics:
     def __init__(self, name: str, workers: int, registry: CollectorRegistry | None) -> None:
         label = ("controller",)
+
+        def counter(metric: str, documentation: str) -> Counter:
+            return m.counter(metric, documentation, label, registry).labels(controller=name)
+
+        def gauge(metric: str, documentation: str) -> Gauge:
+            return m.gauge(metric, documentation, label, registry).labels(controller=name)
+
         total = m.counter(
             "controller_runtime_reconcile_total",
             "Total number of reconciliations per controller",
@@ -58,24 +99,18 @@ class _ControllerMetrics:
             registry,
         )
         self.results = {r: total.labels(controller=name, result=r) for r in RESULTS}
-        self.errors = m.counter(
+        self.errors = counter(
             "controller_runtime_reconcile_errors_total",
             "Total number of reconciliation errors per controller",
-            label,
-            registry,
-        ).labels(controller=name)
-        self.terminal = m.counter(
+        )
+        self.terminal = counter(
             "controller_runtime_terminal_reconcile_errors_total",
             "Total number of terminal reconciliation errors per controller",
-            label,
-            registry,
-        ).labels(controller=name)
-        self.timeouts = m.counter(
+        )
+        self.timeouts = counter(
             "controller_runtime_reconcile_timeouts_total",
             "Total number of reconciliation timeouts per controller",
-            label,
-            registry,
-        ).labels(controller=name)
+        )
         self.time = m.histogram(
             "controller_runtime_reconcile_time_seconds",
             "Length of time per reconciliation per controller",
@@ -83,18 +118,13 @@ class _ControllerMetrics:
             m.RECONCILE_BUCKETS,
             registry,
         ).labels(controller=name)
-        self.max_concurrent = m.gauge(
+        self.max_concurrent = gauge(
             "controller_runtime_max_concurrent_reconciles",
             "Maximum number of concurrent reconciles per controller",
-            label,
-            registry,
-        ).labels(controller=name)
-        self.active = m.gauge(
-            "controller_runtime_active_workers",
-            "Number of currently used workers per controller",
-            label,
-            registry,
-        ).labels(controller=name)
+        )
+        self.active = gauge(
+            "controller_runtime_active_workers", "Number of currently used workers per controller"
+        )
         # Series exist from the first scrape, so rate() works before the first event (as c-r does).
         self.max_concurrent.set(workers)
         self.active.set(0)
@@ -221,8 +251,7 @@ class Controller:
                 return
             except TerminalError as exc:
                 self._metrics.terminal.inc()
-                self._metrics.errors.inc()
-                self._metrics.results["error"].inc()
+                self._count_error()
                 self.queue.forget(key)
                 log.error("controller %s: %s failed permanently: %s", self.name, key, exc)
                 return
@@ -235,11 +264,15 @@ class Controller:
             self._in_flight.pop(key, None)
             self._metrics.time.observe(time.monotonic() - started)
 
-    def _on_error(self, key: str, exc: BaseException, *, timed_out: bool) -> None:
+    def _count_error(self) -> None:
         self._metrics.errors.inc()
         self._metrics.results["error"].inc()
+
+    def _on_error(self, key: str, exc: BaseException, *, timed_out: bool) -> None:
+        self._count_error()
         self.queue.add_rate_limited(key)
         retries = self.queue.num_requeues(key)
+        extra = {"key": key, "controller": self.name}
         if timed_out:
             log.warning(
                 "controller %s: reconcile of %s timed out after %ss (retry %d)",
@@ -247,7 +280,17 @@ class Controller:
                 key,
                 self.reconcile_timeout,
                 retries,
-                extra={"key": key, "controller": self.name},
+                extra=extra,
+            )
+        elif already_reported(exc):
+            log.info(
+                "controller %s: reconcile of %s failed (retry %d): %s%s",
+                self.name,
+                key,
+                retries,
+                exc,
+                _causes(exc),
+                extra=extra,
             )
         else:
             log.error(
@@ -257,7 +300,7 @@ class Controller:
                 retries,
                 exc,
                 exc_info=exc,
-                extra={"key": key, "controller": self.name},
+                extra=extra,
             )
 
     def _on_result(self, key: str, result: Result | None) -> None:

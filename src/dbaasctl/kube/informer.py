@@ -165,6 +165,9 @@ class Store:
         if name in self._indexers:
             raise ValueError(f"indexer {name!r} already exists")
         self._indexers[name] = fn
+        self._reindex(name)
+
+    def _reindex(self, name: str) -> None:
         self._indices[name] = {}
         self._values[name] = {}
         for key, obj in self._items.items():
@@ -215,10 +218,7 @@ class Store:
         old = self._items
         self._items = dict(items)
         for name in self._indexers:
-            self._indices[name] = {}
-            self._values[name] = {}
-            for key, obj in self._items.items():
-                self._index_one(name, key, obj)
+            self._reindex(name)
         return old
 
     def get(self, key: str) -> JsonDict | None:

@@ -37,11 +37,23 @@ BEGIN
   INSERT INTO audit_calls(op, namespace, name, started_at) VALUES ('delete', k8sNamespace, k8sName, started);
 END //
 
--- A create that succeeds only after sleeping: widens the window a fault can hit a create in flight.
+-- Calls that succeed only after sleeping: widen the window in which a fault hits a call in flight.
 CREATE OR REPLACE PROCEDURE audit_slow_create(k8sNamespace VARCHAR(253), k8sName VARCHAR(253), delay TEXT)
 BEGIN
   DO SLEEP(CAST(delay AS DECIMAL(10, 3)));
   CALL audit_create(k8sNamespace, k8sName);
+END //
+
+CREATE OR REPLACE PROCEDURE audit_slow_rotate(k8sNamespace VARCHAR(253), k8sName VARCHAR(253), delay TEXT)
+BEGIN
+  DO SLEEP(CAST(delay AS DECIMAL(10, 3)));
+  CALL audit_rotate(k8sNamespace, k8sName);
+END //
+
+CREATE OR REPLACE PROCEDURE audit_slow_delete(k8sNamespace VARCHAR(253), k8sName VARCHAR(253), delay TEXT)
+BEGIN
+  DO SLEEP(CAST(delay AS DECIMAL(10, 3)));
+  CALL audit_delete(k8sNamespace, k8sName);
 END //
 
 DELIMITER ;

@@ -90,12 +90,28 @@ BEGIN
     VALUES ('delete', k8sNamespace, k8sName, payload, started);
 END $$;
 
--- A create that succeeds on the server only after sleeping: widens the window in which a fault (a
--- killed operator, a lost leader) hits a create whose result was never recorded.
+-- Calls that succeed on the server only after sleeping (create here, rotate and delete below): widen
+-- the window in which a fault (a killed server or operator, a lost leader) hits a call in flight.
 CREATE OR REPLACE FUNCTION audit.slow_create_database(k8sNamespace text, k8sName text, delay text DEFAULT '0')
 RETURNS TABLE(key text, value text)
 LANGUAGE plpgsql AS $$
 BEGIN
   PERFORM pg_sleep(delay::double precision);
   RETURN QUERY SELECT * FROM audit.create_database(k8sNamespace, k8sName);
+END $$;
+
+CREATE OR REPLACE FUNCTION audit.slow_rotate_password(k8sNamespace text, k8sName text, delay text DEFAULT '0')
+RETURNS TABLE(key text, value text)
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_sleep(delay::double precision);
+  RETURN QUERY SELECT * FROM audit.rotate_password(k8sNamespace, k8sName);
+END $$;
+
+CREATE OR REPLACE FUNCTION audit.slow_drop_database(k8sNamespace text, k8sName text, delay text DEFAULT '0')
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_sleep(delay::double precision);
+  PERFORM audit.drop_database(k8sNamespace, k8sName);
 END $$;

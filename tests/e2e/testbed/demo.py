@@ -43,16 +43,9 @@ def _apply(cluster: ControlPlane, docs: list[dict[str, Any]]) -> None:
 
 
 async def _prove(creds: dict[str, str]) -> tuple[str, int]:
-    import asyncpg
+    from testbed.logins import pg_login  # asyncpg only once the demo gets this far
 
-    conn = await asyncpg.connect(
-        host=creds["host"],
-        port=int(creds["port"]),
-        user=creds["username"],
-        password=creds["password"],
-        database=creds["database"],
-        timeout=10,
-    )
+    conn = await pg_login(creds)
     try:
         await conn.execute("CREATE TABLE IF NOT EXISTS demo (id serial PRIMARY KEY, note text)")
         await conn.execute("INSERT INTO demo (note) VALUES ($1)", "hello from dbaasctl")

@@ -143,6 +143,10 @@ class LeakScan:
             f"only {len(self.needles)} secrets collected: the scan would prove nothing"
         )
         assert self.sinks, "no sink gathered"
+        # Positive control: a secret planted in a sink, base64-encoded as in a Secret's data, is found.
+        probe = next(iter(self.needles))
+        planted = LeakScan({probe: "probe"}, {"probe": f"data: {base64.b64encode(probe.encode()).decode()}"})
+        assert planted.scan(), "the scanner misses a planted secret"
         hits = self.scan()
         if hits:
             shown = "\n".join(f"  {h.sink}: {h.origin} as {h.form}: …{h.context}…" for h in hits[:20])

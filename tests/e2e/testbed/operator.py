@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -21,6 +20,7 @@ from typing import Any
 import port_for
 
 from testbed.controlplane import REPO
+from testbed.polling import poll
 from testbed.process import Service
 
 
@@ -176,13 +176,10 @@ class OperatorProcess:
         return self.service.tail(lines)
 
     def wait_for_log(self, predicate: Any, timeout: float = 60.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for record in self.log_records():
-                if predicate(record):
-                    return record
-            time.sleep(0.3)
-        raise AssertionError(f"no matching operator log line within {timeout}s; tail:\n{self.tail()}")
+        found = poll(lambda: next((r for r in self.log_records() if predicate(r)), None), timeout, 0.3)
+        if found is None:
+            raise AssertionError(f"no matching operator log line within {timeout}s; tail:\n{self.tail()}")
+        return found
 
 
 def _parse_labels(text: str) -> dict[str, str]:
@@ -334,6 +331,19 @@ def apply(kube: Any, *objs: dict[str, Any]) -> None:
         raise RuntimeError(f"kubectl apply failed: {proc.stderr.strip()}")
 
 
+def release_databases(kube: Any, namespace: str) -> None:
+    """Strip the finalizer from every Database left in `namespace`.
+
+    For teardown, once the operator is stopped: what it could not finish must not pin the namespace's
+    deletion forever, nor be found by an operator a later test starts.
+    """
+    for item in kube.kubectl_json("get", "databases", "-n", namespace)["items"]:
+        kube.kubectl(
+            "patch", "database", "-n", namespace, item["metadata"]["name"], "--type=merge",
+            "-p", '{"metadata":{"finalizers":null}}', check=False,
+        )  # fmt: skip
+
+
 # -- reading what the operator did -------------------------------------------------------------------
 
 
@@ -344,14 +354,18 @@ class Observer:
         self.kube = kube
         self.operator = operator
 
-    def db(self, namespace: str, name: str) -> dict[str, Any] | None:
-        proc = self.kube.kubectl("get", "database", "-n", namespace, name, "-o", "json", check=False)
+    def _get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object as JSON, None when it does not exist; any other kubectl failure raises."""
+        proc = self.kube.kubectl("get", kind, "-n", namespace, name, "-o", "json", check=False)
         if proc.returncode != 0:
             if "NotFound" in proc.stderr:
                 return None
             raise RuntimeError(proc.stderr)
         doc: dict[str, Any] = json.loads(proc.stdout)
         return doc
+
+    def db(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get("database", namespace, name)
 
     @staticmethod
     def ready_of(db: dict[str, Any] | None) -> tuple[str, str, str] | None:
@@ -361,13 +375,7 @@ class Observer:
         return None
 
     def secret(self, namespace: str, name: str) -> dict[str, Any] | None:
-        proc = self.kube.kubectl("get", "secret", "-n", namespace, name, "-o", "json", check=False)
-        if proc.returncode != 0:
-            if "NotFound" in proc.stderr:
-                return None
-            raise RuntimeError(proc.stderr)
-        doc: dict[str, Any] = json.loads(proc.stdout)
-        return doc
+        return self._get("secret", namespace, name)
 
     @staticmethod
     def decoded(secret: dict[str, Any]) -> dict[str, str]:
@@ -391,13 +399,16 @@ class Observer:
 
     def wait(self, what: str, predicate: Any, timeout: float = 60.0, interval: float = 0.3) -> Any:
         """Poll `predicate()` until it returns something truthy; fail with the operator's log tail."""
-        deadline = time.monotonic() + timeout
         last: Any = None
-        while time.monotonic() < deadline:
+
+        def check() -> Any:
+            nonlocal last
             last = predicate()
-            if last:
-                return last
-            time.sleep(interval)
+            return last
+
+        found = poll(check, timeout, interval)
+        if found:
+            return found
         tail = self.operator.tail(40) if self.operator is not None else ""
         raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}\n{tail}")
 

@@ -2,19 +2,23 @@
 
 Everything that is the same for every DBMS lives here, so the per-DBMS modules only translate: name
 validation (a class mistake must be a clear error, never SQL), the gapless positional keys of MySQL and
-ODBC, and the reading of `key`/`value` rows (by column name, NULL as "", duplicates refused).
+ODBC, the reading of `key`/`value` rows (by column name, NULL as "", duplicates refused), the lazily
+opened pool, and the redacted error messages.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import decimal
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+
+from dbaasctl.dbms.dsn import redact
 
 # Procedure names: an identifier, optionally schema-qualified. Anything else never reaches SQL text.
 PROCEDURE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
@@ -141,6 +145,76 @@ class Driver(Protocol):
     def stats(self) -> PoolStats: ...
 
     async def close(self) -> None: ...
+
+
+# ---- pools and errors ------------------------------------------------------------------------------
+
+_P = TypeVar("_P")
+
+
+class LazyPool(Generic[_P]):
+    """A driver's connection pool, opened on first use and never reopened once closed.
+
+    Opening lazily keeps an endpoint whose DBMS is down from blocking start-up; the lock keeps concurrent
+    first calls from opening two pools; `closed` makes a call racing `close()` fail as a connection
+    failure instead of opening a fresh pool behind the registry's back.
+    """
+
+    def __init__(self, open_pool: Callable[[], Awaitable[_P]]) -> None:
+        self._open = open_pool
+        self._lock = asyncio.Lock()
+        self.current: _P | None = None
+        self.closed = False
+
+    async def get(self) -> _P:
+        if self.closed:
+            raise ProcedureError(Reason.CONNECTION_FAILED, "driver is closed")
+        pool = self.current
+        if pool is None:
+            async with self._lock:
+                pool = self.current
+                if pool is None:
+                    pool = self.current = await self._open()
+        return pool
+
+    def detach(self) -> _P | None:
+        """Mark closed and hand over the pool (None if never opened) for the driver to close its way."""
+        self.closed = True
+        pool, self.current = self.current, None
+        return pool
+
+
+def free_size_stats(pool: Any) -> PoolStats:
+    """aiomysql and aioodbc pools (same aio-libs design) count connections in `size` and `freesize`."""
+    if pool is None:
+        return PoolStats(size=0, idle=0)
+    return PoolStats(size=int(pool.size), idle=int(pool.freesize))
+
+
+def procedure_error(
+    reason: Reason,
+    text: str,
+    *,
+    procedure: str | None,
+    secrets: Iterable[str],
+    sqlstate: str | None = None,
+) -> ProcedureError:
+    """Every DBMS message becomes an error here: credentials masked first, then named by procedure."""
+    text = redact(text, secrets)
+    where = f"{procedure}: " if procedure else ""
+    return ProcedureError(reason, where + text, procedure=procedure, sqlstate=sqlstate)
+
+
+def deadline_error(procedure: str | None, timeout: float, *, expired: bool, aftermath: str) -> ProcedureError:
+    """A TimeoutError inside a call: the call's own deadline (`expired`: the statement ran too long, and
+    `aftermath` says what became of it) or else the pool's connect timeout (no connection at all)."""
+    if expired:
+        return ProcedureError(
+            Reason.OPERATION_TIMEOUT,
+            f"{procedure or 'statement'} did not finish within {timeout:g}s; the statement was {aftermath}",
+            procedure=procedure,
+        )
+    return ProcedureError(Reason.CONNECTION_FAILED, "connection attempt timed out", procedure=procedure)
 
 
 # ---- names and inputs --------------------------------------------------------------------------

@@ -20,17 +20,21 @@ import aiomysql
 import pymysql
 
 from dbaasctl.dbms.drivers.base import (
+    LazyPool,
     ParameterInfo,
     PoolStats,
     ProcedureError,
     Reason,
     ResultSet,
     RoutineInfo,
+    deadline_error,
+    free_size_stats,
     positional_values,
+    procedure_error,
     rows_to_mapping,
     split_procedure,
 )
-from dbaasctl.dbms.dsn import Dsn, redact
+from dbaasctl.dbms.dsn import Dsn
 
 MAX_IDENTIFIER = 64
 _NOT_FOUND = {1305}  # ER_SP_DOES_NOT_EXIST
@@ -75,9 +79,7 @@ class MySQLDriver:
         self._secrets = dsn.secrets()
         self._max = max(1, max_connections)
         self._connect_timeout = connect_timeout
-        self._pool: aiomysql.Pool | None = None
-        self._lock = asyncio.Lock()
-        self._closed = False
+        self._pool: LazyPool[aiomysql.Pool] = LazyPool(self._open_pool)
         self._background: set[asyncio.Task[None]] = set()
 
     def _connect_kwargs(self) -> dict[str, Any]:
@@ -94,25 +96,16 @@ class MySQLDriver:
             "program_name": "dbaasctl",
         }
 
-    async def _get_pool(self) -> aiomysql.Pool:
-        if self._closed:
-            raise ProcedureError(Reason.CONNECTION_FAILED, "driver is closed")
-        if self._pool is None:
-            async with self._lock:
-                if self._pool is None:
-                    self._pool = await aiomysql.create_pool(
-                        minsize=0, maxsize=self._max, pool_recycle=300, **self._connect_kwargs()
-                    )
-        return self._pool
+    async def _open_pool(self) -> aiomysql.Pool:
+        return await aiomysql.create_pool(
+            minsize=0, maxsize=self._max, pool_recycle=300, **self._connect_kwargs()
+        )
 
     def stats(self) -> PoolStats:
-        if self._pool is None:
-            return PoolStats(size=0, idle=0)
-        return PoolStats(size=int(self._pool.size), idle=int(self._pool.freesize))
+        return free_size_stats(self._pool.current)
 
     async def close(self) -> None:
-        self._closed = True
-        pool, self._pool = self._pool, None
+        pool = self._pool.detach()
         if pool is not None:
             pool.close()
             try:
@@ -141,21 +134,13 @@ class MySQLDriver:
         clean = False
         try:
             async with deadline:
-                pool = await self._get_pool()
+                pool = await self._pool.get()
                 conn = await pool.acquire()
                 sets = await _execute_all(conn, sql, values)
                 clean = True
                 return sets
         except TimeoutError:
-            if deadline.expired():
-                raise ProcedureError(
-                    Reason.OPERATION_TIMEOUT,
-                    f"{procedure or 'statement'} did not finish within {timeout:g}s; the statement was killed",
-                    procedure=procedure,
-                ) from None
-            raise ProcedureError(
-                Reason.CONNECTION_FAILED, "connection attempt timed out", procedure=procedure
-            ) from None
+            raise deadline_error(procedure, timeout, expired=deadline.expired(), aftermath="killed") from None
         except pymysql.MySQLError as exc:
             error = self._error(exc, procedure)
             clean = not _connection_level(exc)
@@ -180,7 +165,7 @@ class MySQLDriver:
         except (AttributeError, TypeError, IndexError):
             thread_id = None
         conn.close()
-        if thread_id is not None and not self._closed:
+        if thread_id is not None and not self._pool.closed:
             task = asyncio.get_running_loop().create_task(self._kill(thread_id))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
@@ -212,8 +197,7 @@ class MySQLDriver:
             reason = Reason.CONNECTION_FAILED
         else:
             reason = Reason.PROCEDURE_FAILED
-        text = redact(text, self._secrets)
-        return ProcedureError(reason, (f"{procedure}: " if procedure else "") + text, procedure=procedure)
+        return procedure_error(reason, text, procedure=procedure, secrets=self._secrets)
 
     async def ping(self, timeout: float) -> None:
         await self._run(None, "SELECT 1", [], timeout)

@@ -25,17 +25,20 @@ import aioodbc
 import pyodbc
 
 from dbaasctl.dbms.drivers.base import (
+    LazyPool,
     ParameterInfo,
     PoolStats,
     ProcedureError,
     Reason,
     ResultSet,
     RoutineInfo,
+    deadline_error,
+    free_size_stats,
     positional_values,
+    procedure_error,
     rows_to_mapping,
     split_procedure,
 )
-from dbaasctl.dbms.dsn import redact
 
 MAX_IDENTIFIER = 128
 _PREFIX = re.compile(r"^(\s*\[[^\]]*\])+\s*")
@@ -106,39 +109,28 @@ class OdbcDriver:
         self._connect_timeout = connect_timeout
         # Calls + cancels + connects can all block at once; never share the loop's default executor.
         self._executor = ThreadPoolExecutor(max_workers=self._max * 2 + 2, thread_name_prefix="dbaasctl-odbc")
-        self._pool: aioodbc.Pool | None = None
-        self._lock = asyncio.Lock()
+        self._pool: LazyPool[aioodbc.Pool] = LazyPool(self._open_pool)
         self._dialect: Dialect | None = None
-        self._closed = False
         self._detached = 0
 
     # ---- pool -------------------------------------------------------------------------------------
-    async def _get_pool(self) -> aioodbc.Pool:
-        if self._closed:
-            raise ProcedureError(Reason.CONNECTION_FAILED, "driver is closed")
-        if self._pool is None:
-            async with self._lock:
-                if self._pool is None:
-                    self._pool = await aioodbc.create_pool(
-                        dsn=self._connection_string,
-                        minsize=0,
-                        maxsize=self._max,
-                        autocommit=True,
-                        timeout=math.ceil(self._connect_timeout),
-                        executor=self._executor,
-                        pool_recycle=300,
-                        after_created=self._after_created,
-                    )
-        return self._pool
+    async def _open_pool(self) -> aioodbc.Pool:
+        return await aioodbc.create_pool(
+            dsn=self._connection_string,
+            minsize=0,
+            maxsize=self._max,
+            autocommit=True,
+            timeout=math.ceil(self._connect_timeout),
+            executor=self._executor,
+            pool_recycle=300,
+            after_created=self._after_created,
+        )
 
     def stats(self) -> PoolStats:
-        if self._pool is None:
-            return PoolStats(size=0, idle=0)
-        return PoolStats(size=int(self._pool.size), idle=int(self._pool.freesize))
+        return free_size_stats(self._pool.current)
 
     async def close(self) -> None:
-        self._closed = True
-        pool, self._pool = self._pool, None
+        pool = self._pool.detach()
         if pool is not None:
             pool.close()
             with contextlib.suppress(TimeoutError):
@@ -190,7 +182,7 @@ class OdbcDriver:
         keep = False
         try:
             async with deadline:
-                pool = await self._get_pool()
+                pool = await self._pool.get()
                 conn = await pool.acquire()
                 raw = conn._conn  # aioodbc has no public accessor; we drive pyodbc in one thread call
                 dialect = await self._get_dialect(raw)
@@ -208,14 +200,8 @@ class OdbcDriver:
                 keep = True
                 return sets
         except TimeoutError:
-            if deadline.expired():
-                raise ProcedureError(
-                    Reason.OPERATION_TIMEOUT,
-                    f"{procedure or 'statement'} did not finish within {timeout:g}s; the statement was cancelled",
-                    procedure=procedure,
-                ) from None
-            raise ProcedureError(
-                Reason.CONNECTION_FAILED, "connection attempt timed out", procedure=procedure
+            raise deadline_error(
+                procedure, timeout, expired=deadline.expired(), aftermath="cancelled"
             ) from None
         except pyodbc.Error as exc:
             error = self._error(exc, procedure)
@@ -242,7 +228,7 @@ class OdbcDriver:
         else:
             self._detached += 1
             work.add_done_callback(lambda _: self._executor.submit(_quiet_close, raw))
-        pool = self._pool
+        pool = self._pool.current
         if pool is not None:
             await pool.release(conn)
 
@@ -262,9 +248,8 @@ class OdbcDriver:
             reason = Reason.WRONG_PARAMETERS
         else:
             reason = Reason.PROCEDURE_FAILED
-        text = redact(f"[{sqlstate}] {text}", self._secrets)
-        return ProcedureError(
-            reason, (f"{procedure}: " if procedure else "") + text, procedure=procedure, sqlstate=sqlstate
+        return procedure_error(
+            reason, f"[{sqlstate}] {text}", procedure=procedure, secrets=self._secrets, sqlstate=sqlstate
         )
 
     async def ping(self, timeout: float) -> None:
@@ -273,7 +258,7 @@ class OdbcDriver:
     async def describe(self, procedure: str, *, timeout: float) -> list[RoutineInfo]:
         """ODBC catalog functions (SQLProcedures / SQLProcedureColumns): names and directions."""
         schema, bare = split_procedure(procedure, max_length=MAX_IDENTIFIER)
-        pool = await self._get_pool()
+        pool = await self._pool.get()
         async with asyncio.timeout(timeout):
             async with pool.acquire() as conn:
                 raw = conn._conn

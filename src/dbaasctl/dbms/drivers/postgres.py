@@ -13,6 +13,8 @@ TABLE(key text, value text).
 
 On timeout or cancellation asyncpg sends a CancelRequest for the running statement; the pool waits for it
 and resets the connection before reuse, so a hung procedure never leaves a busy connection in the pool.
+That reset (advisory locks, cursors, LISTEN, settings) runs after every use except a keepalive ping,
+which changes no session state: a ping costs one statement instead of five.
 """
 
 from __future__ import annotations
@@ -26,17 +28,20 @@ from urllib.parse import urlencode
 import asyncpg
 
 from dbaasctl.dbms.drivers.base import (
+    LazyPool,
     ParameterInfo,
     PoolStats,
     ProcedureError,
     Reason,
     ResultSet,
     RoutineInfo,
+    deadline_error,
     named_values,
+    procedure_error,
     rows_to_mapping,
     split_procedure,
 )
-from dbaasctl.dbms.dsn import Dsn, redact
+from dbaasctl.dbms.dsn import Dsn
 
 MAX_IDENTIFIER = 63  # PostgreSQL silently truncates longer names: refuse them instead
 _CONNECTION_STATES = ("08", "57P01", "57P02", "57P03", "53300", "28000", "28P01", "3D000")
@@ -55,6 +60,33 @@ def qualified(procedure: str) -> tuple[str | None, str, str]:
     return schema, bare, text
 
 
+class _PooledConnection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg ships no type hints
+    """A pool connection that a keepalive ping can release without the session reset.
+
+    asyncpg's pool resets every released connection (advisory locks, cursors, LISTEN, settings: four
+    statements). A ping's `SELECT 1` changes none of that, so the ping flags its connection to skip the
+    reset once; every other use (procedure calls, catalog lookups) leaves the flag down and is reset.
+    """
+
+    _skip_reset = False
+
+    def skip_next_reset(self) -> None:
+        self._skip_reset = True
+
+    def take_skip_reset(self) -> bool:
+        skip, self._skip_reset = self._skip_reset, False
+        return skip
+
+
+async def _reset(conn: asyncpg.Connection) -> None:
+    """The pool's default reset, bar flagged pings; asyncpg has already rolled back any transaction."""
+    if isinstance(conn, _PooledConnection) and conn.take_skip_reset():
+        return
+    query = conn.get_reset_query()
+    if query:
+        await conn.execute(query)
+
+
 class PostgresDriver:
     kind = "postgres"
     binding = "named"
@@ -64,45 +96,39 @@ class PostgresDriver:
         self._secrets = dsn.secrets()
         self._max = max(1, max_connections)
         self._connect_timeout = connect_timeout
-        self._pool: asyncpg.Pool | None = None
-        self._lock = asyncio.Lock()
+        self._pool: LazyPool[asyncpg.Pool] = LazyPool(self._open_pool)
         self._procedures: set[str] = set()  # names known to be procedures (CALL)
-        self._closed = False
 
     # ---- pool -------------------------------------------------------------------------------------
-    async def _get_pool(self) -> asyncpg.Pool:
-        if self._closed:
-            raise ProcedureError(Reason.CONNECTION_FAILED, "driver is closed")
-        if self._pool is None:
-            async with self._lock:
-                if self._pool is None:
-                    query: dict[str, str] = {
-                        "host": self._dsn.host or "localhost",
-                        "port": str(self._dsn.port or 5432),
-                        "dbname": self._dsn.database or "postgres",
-                    }
-                    query.update(self._dsn.options)
-                    self._pool = await asyncpg.create_pool(
-                        dsn="postgresql://?" + urlencode(query),
-                        user=self._dsn.user or None,
-                        password=self._dsn.password or None,
-                        min_size=0,
-                        max_size=self._max,
-                        timeout=self._connect_timeout,
-                        command_timeout=None,
-                        max_inactive_connection_lifetime=300.0,
-                        server_settings={"application_name": "dbaasctl"},
-                    )
-        return self._pool
+    async def _open_pool(self) -> asyncpg.Pool:
+        query: dict[str, str] = {
+            "host": self._dsn.host or "localhost",
+            "port": str(self._dsn.port or 5432),
+            "dbname": self._dsn.database or "postgres",
+        }
+        query.update(self._dsn.options)
+        return await asyncpg.create_pool(
+            dsn="postgresql://?" + urlencode(query),
+            user=self._dsn.user or None,
+            password=self._dsn.password or None,
+            min_size=0,
+            max_size=self._max,
+            timeout=self._connect_timeout,
+            command_timeout=None,
+            max_inactive_connection_lifetime=300.0,
+            server_settings={"application_name": "dbaasctl"},
+            connection_class=_PooledConnection,
+            reset=_reset,
+        )
 
     def stats(self) -> PoolStats:
-        if self._pool is None:
+        pool = self._pool.current
+        if pool is None:
             return PoolStats(size=0, idle=0)
-        return PoolStats(size=self._pool.get_size(), idle=self._pool.get_idle_size())
+        return PoolStats(size=pool.get_size(), idle=pool.get_idle_size())
 
     async def close(self) -> None:
-        self._closed = True
-        pool, self._pool = self._pool, None
+        pool = self._pool.detach()
         if pool is not None:
             try:
                 await asyncio.wait_for(pool.close(), timeout=10)
@@ -134,7 +160,7 @@ class PostgresDriver:
         is_procedure = procedure.lower() in self._procedures
         try:
             async with asyncio.timeout(timeout):
-                pool = await self._get_pool()
+                pool = await self._pool.get()
                 async with pool.acquire() as conn:
                     try:
                         return await self._execute(conn, target, args, values, call=is_procedure)
@@ -162,11 +188,7 @@ class PostgresDriver:
         except ProcedureError:
             raise
         except TimeoutError:
-            raise ProcedureError(
-                Reason.OPERATION_TIMEOUT,
-                f"{procedure} did not finish within {timeout:g}s; the statement was cancelled",
-                procedure=procedure,
-            ) from None
+            raise deadline_error(procedure, timeout, expired=True, aftermath="cancelled") from None
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             error = self._error(exc, procedure)
             if error.reason is Reason.CONNECTION_FAILED:
@@ -199,9 +221,10 @@ class PostgresDriver:
 
     async def _expire(self) -> None:
         """After a connection-level failure, idle connections are likely dead too (server restart)."""
-        if self._pool is not None:
+        pool = self._pool.current
+        if pool is not None:
             with contextlib.suppress(asyncpg.InterfaceError, OSError):
-                await self._pool.expire_connections()
+                await pool.expire_connections()
 
     def _error(
         self, exc: BaseException, procedure: str | None, reason: Reason | None = None
@@ -225,16 +248,15 @@ class PostgresDriver:
         else:
             text = f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
             reason = reason or Reason.CONNECTION_FAILED
-        text = redact(text, self._secrets)
-        where = f"{procedure}: " if procedure else ""
-        return ProcedureError(reason, where + text, procedure=procedure, sqlstate=sqlstate)
+        return procedure_error(reason, text, procedure=procedure, secrets=self._secrets, sqlstate=sqlstate)
 
     async def ping(self, timeout: float) -> None:
         try:
             async with asyncio.timeout(timeout):
-                pool = await self._get_pool()
+                pool = await self._pool.get()
                 async with pool.acquire() as conn:
                     await conn.fetchval("SELECT 1")
+                    conn.skip_next_reset()  # reached only when the ping succeeded
         except ProcedureError:
             raise
         except TimeoutError:
@@ -250,7 +272,7 @@ class PostgresDriver:
         schema, bare, _ = qualified(procedure)
         try:
             async with asyncio.timeout(timeout):
-                pool = await self._get_pool()
+                pool = await self._pool.get()
                 async with pool.acquire() as conn:
                     rows = await conn.fetch(
                         """
