@@ -45,7 +45,7 @@ def test_apiserver_killed_during_create_storm(world: World, cp: ControlPlane) ->
     names = world.names("api", scale(12))
     half = len(names) // 2
     world.create_many(names[:half], "pg")
-    time.sleep(0.5)  # the operator is now creating: finalizers, slow create calls, Secrets, status
+    time.sleep(0.2)  # the operator is now creating: finalizers, slow create calls, Secrets, status
     cp.restart_apiserver(sig=signal.SIGKILL)
     world.create_many(names[half:], "pg")
     world.wait_ready(names, timeout=180)
