@@ -318,8 +318,9 @@ class EventRecorder:
                 raise
             except Exception as exc:
                 self._results["failed"].inc()
+                # repr, not str: a bare TimeoutError has an empty message.
                 log.warning(
-                    "could not write %s event %s for %s: %s", item.type, item.reason, item.ref.name, exc
+                    "could not write %s event %s for %s: %r", item.type, item.reason, item.ref.name, exc
                 )
             finally:
                 self._queue.task_done()

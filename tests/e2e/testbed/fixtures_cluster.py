@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from testbed.controlplane import REPO, ControlPlane, ExistingCluster, KubeTools, use_existing_cluster
+from testbed.leakscan import SUITE
+from testbed.operator import STARTED
 
 CRDS = REPO / "deploy" / "crds"
 
@@ -24,6 +26,7 @@ def control_plane() -> Iterator[ControlPlane | ExistingCluster]:
         return
     cluster = ControlPlane()
     cluster.start()
+    SUITE.add(cluster.admin_token, "control-plane admin token")
     try:
         yield cluster
     finally:
@@ -62,7 +65,21 @@ def namespace(control_plane: KubeTools, request: pytest.FixtureRequest) -> Itera
     name = f"{base}-{secrets.token_hex(3)}"
     control_plane.create_namespace(name)
     yield name
+    SUITE.add_secrets_in(control_plane, [name])
     control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def suite_leak_scan() -> Iterator[None]:
+    """After the whole e2e run: no credential any fixture saw appears in any operator's log."""
+    yield
+    if not STARTED:
+        return
+    for op in STARTED:
+        if op.log_path.exists():
+            SUITE.add_sink(f"operator log {op.log_path.name}", op.log_text())
+    figures = SUITE.assert_clean()
+    print(f"\nrun-wide leak scan: {figures} over {len(STARTED)} operator processes: 0 hits")
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from testbed.dbms import MariaDBServer, OdbcDrivers, PostgresServer, configure_odbc
+from testbed.leakscan import SUITE
 
 REPO = Path(__file__).resolve().parents[3]
 SAMPLES = REPO / "deploy" / "samples"
@@ -20,12 +21,14 @@ SAMPLES = REPO / "deploy" / "samples"
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     with PostgresServer() as server:
+        SUITE.add(server.admin_password, "postgres admin password")
         yield server
 
 
 @pytest.fixture(scope="session")
 def mariadb() -> Iterator[MariaDBServer]:
     with MariaDBServer() as server:
+        SUITE.add(server.admin_password, "mariadb admin password")
         yield server
 
 
@@ -33,12 +36,14 @@ def mariadb() -> Iterator[MariaDBServer]:
 def fresh_postgres() -> Iterator[PostgresServer]:
     """A private server for tests that stop, kill or reconfigure it."""
     with PostgresServer() as server:
+        SUITE.add(server.admin_password, "postgres admin password")
         yield server
 
 
 @pytest.fixture
 def fresh_mariadb() -> Iterator[MariaDBServer]:
     with MariaDBServer() as server:
+        SUITE.add(server.admin_password, "mariadb admin password")
         yield server
 
 

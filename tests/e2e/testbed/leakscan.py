@@ -18,12 +18,14 @@ import base64
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
 
-from testbed.controlplane import KubeTools
-from testbed.operator import OperatorProcess
+if TYPE_CHECKING:  # the operator runner feeds SUITE, so it imports this module, not the other way round
+    from testbed.controlplane import KubeTools
+    from testbed.operator import OperatorProcess
 
-__all__ = ["Hit", "LeakScan"]
+__all__ = ["SUITE", "Hit", "LeakScan"]
 
 #: Shorter values would match by accident (and no generated password is this short).
 MIN_NEEDLE = 8
@@ -67,6 +69,21 @@ class LeakScan:
             self.add(unquote(password), f"{origin} (DSN password)")
         self.add(dsn, f"{origin} (DSN)")
 
+    def add_secret(self, secret: Mapping[str, object], origin: str) -> int:
+        """The password-like keys of one Secret object (as the API returns it, data base64-encoded)."""
+        count = 0
+        data = secret.get("data") or {}
+        assert isinstance(data, Mapping)
+        for key, encoded in data.items():
+            value = base64.b64decode(str(encoded)).decode("utf-8", "replace")
+            if "password" in key.lower():
+                self.add(value, f"{origin} key {key}")
+                count += 1
+            elif key.lower() in ("dsn", "uri", "url") and "://" in value:
+                self.add_dsn(value, f"{origin} key {key}")
+                count += 1
+        return count
+
     def add_secrets_in(self, kube: KubeTools, namespaces: Iterable[str]) -> int:
         """Every password-like key of every Secret in these namespaces (ours, DSN Secrets, foreign)."""
         count = 0
@@ -75,15 +92,7 @@ class LeakScan:
             if proc.returncode != 0:
                 continue
             for secret in json.loads(proc.stdout)["items"]:
-                name = f"Secret {ns}/{secret['metadata']['name']}"
-                for key, encoded in (secret.get("data") or {}).items():
-                    value = base64.b64decode(encoded).decode("utf-8", "replace")
-                    if "password" in key.lower():
-                        self.add(value, f"{name} key {key}")
-                        count += 1
-                    elif key.lower() in ("dsn", "uri", "url") and "://" in value:
-                        self.add_dsn(value, f"{name} key {key}")
-                        count += 1
+                count += self.add_secret(secret, f"Secret {ns}/{secret['metadata']['name']}")
         return count
 
     # -- sinks ---------------------------------------------------------------------------------------
@@ -167,3 +176,9 @@ def merge(scans: Mapping[str, LeakScan]) -> LeakScan:
         for name, text in scan.sinks.items():
             out.add_sink(name, text)
     return out
+
+
+#: The run-wide scan of the e2e suite: fixtures add every credential they create or see (DBMS admin
+#: passwords, the control plane's admin token, every password in a test namespace's Secrets before the
+#: namespace goes), and at the end of the session every operator log is scanned for all of them.
+SUITE = LeakScan()

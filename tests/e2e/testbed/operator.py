@@ -8,6 +8,7 @@ loopback ports and logs JSON lines to a file the tests can read. `start()` retur
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -20,12 +21,20 @@ from typing import Any
 import port_for
 
 from testbed.controlplane import REPO
+from testbed.leakscan import SUITE
 from testbed.polling import poll
 from testbed.process import Service
 
 
 def _free_port() -> int:
     return int(port_for.select_random())
+
+
+#: Every operator process this interpreter started, so the run-wide leak scan reads all their logs.
+STARTED: list[OperatorProcess] = []
+#: The e2e suite runs operators at trace level (every API call and watch event logged), so the leak scan
+#: sees the most a careless log line could carry; DBAASCTL_E2E_OPERATOR_LOG_LEVEL overrides it.
+DEFAULT_LOG_LEVEL = os.environ.get("DBAASCTL_E2E_OPERATOR_LOG_LEVEL", "trace")
 
 
 class OperatorProcess:
@@ -41,7 +50,7 @@ class OperatorProcess:
         extra_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
         leader_elect: bool = False,
-        log_level: str = "debug",
+        log_level: str = DEFAULT_LOG_LEVEL,
         start_timeout: float = 90.0,
     ) -> None:
         self.kubeconfig = kubeconfig
@@ -104,6 +113,8 @@ class OperatorProcess:
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> OperatorProcess:
+        if self not in STARTED:
+            STARTED.append(self)
         self.service.start()
         return self
 
@@ -375,12 +386,13 @@ class Observer:
         return None
 
     def secret(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._get("secret", namespace, name)
+        secret = self._get("secret", namespace, name)
+        if secret is not None:  # every credential a test sees is searched for in every operator log
+            SUITE.add_secret(secret, f"Secret {namespace}/{name}")
+        return secret
 
     @staticmethod
     def decoded(secret: dict[str, Any]) -> dict[str, str]:
-        import base64
-
         return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 
     def events(self, namespace: str, name: str | None = None) -> list[dict[str, Any]]:

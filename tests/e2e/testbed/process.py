@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
+import psutil
 from mirakuru import SimpleExecutor
 from mirakuru.exceptions import ProcessExitedWithError
 
@@ -103,11 +104,23 @@ class Service:
             self._log = None
 
     def kill(self) -> None:
-        """SIGKILL, as a crash would: no graceful shutdown."""
+        """SIGKILL the process and everything it started, as a machine or container crash would.
+
+        The group alone is not enough: PostgreSQL backends call setsid() and would outlive the postmaster,
+        holding the shared memory a restart needs.
+        """
         if self._executor is not None and self._executor.process is not None:
+            pid = self._executor.process.pid
+            children: list[psutil.Process] = []
+            with contextlib.suppress(psutil.Error):
+                children = psutil.Process(pid).children(recursive=True)
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._executor.process.pid, signal.SIGKILL)
+                os.killpg(pid, signal.SIGKILL)
+            for child in children:
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
             self._executor.process.wait(timeout=30)
+            psutil.wait_procs(children, timeout=30)
             self._executor = None
         if self._log is not None:
             self._log.close()

@@ -11,7 +11,6 @@ the source of the table in docs/reliability.md.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
@@ -22,8 +21,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import psutil  # type: ignore[import-untyped]  # comes with mirakuru
 
 from testbed.controlplane import REPO, KubeTools
 from testbed.dbms import MariaDBServer, PostgresServer
@@ -76,21 +73,8 @@ class CrashSafeMariaDB(MariaDBServer):
 
 
 def crash(server: PostgresServer | MariaDBServer) -> None:
-    """SIGKILL the server and every process it started, as a machine or container crash would.
-
-    Killing only the supervised process is not a crash for PostgreSQL: each backend is its own process
-    group and outlives the postmaster for a while, holding the shared memory a restart needs.
-    """
-    pid = server.pid
-    children: list[psutil.Process] = []
-    if pid is not None:
-        with contextlib.suppress(psutil.Error):
-            children = psutil.Process(pid).children(recursive=True)
+    """SIGKILL the server and every process it started, as a machine or container crash would."""
     server.kill()
-    for child in children:
-        with contextlib.suppress(psutil.Error):
-            child.kill()
-    psutil.wait_procs(children, timeout=30)
 
 
 def scale(n: int) -> int:
