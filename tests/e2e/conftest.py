@@ -18,3 +18,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in item.path.parents:
             item.add_marker(pytest.mark.e2e)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Every server the test bed started is gone once the run ends, pass or fail."""
+    import time
+
+    import psutil
+
+    deadline = time.monotonic() + 30
+    while (left := psutil.Process().children(recursive=True)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if left:
+        names = ", ".join(sorted({f"{p.name()}({p.pid})" for p in left if p.is_running()}))
+        session.config.get_terminal_writer().line(f"test bed processes left running: {names}", red=True)
+        for proc in left:
+            proc.kill()
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
