@@ -132,12 +132,18 @@ async def run(
     try:
         only = opts["only"]
         kinds = [k for k, key in (("operator", "storm"), ("raw", "raw"), ("single", "single")) if key in only]
+        single_sizes: set[int] = set()
         for n in opts["n"]:
             for kind in kinds:
+                size = min(n, opts["single_n"]) if kind == "single" else n
+                if kind == "single":
+                    if size in single_sizes:
+                        continue  # its capped size already ran: the same measurement again
+                    single_sizes.add(size)
                 storm = await run_storm(
                     world,
                     kind,
-                    min(n, opts["single_n"]) if kind == "single" else n,
+                    size,
                     concurrency=opts["concurrency"],
                     apply_concurrency=opts["apply_concurrency"],
                     single_rps=opts["single_rps"],

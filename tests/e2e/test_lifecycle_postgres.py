@@ -223,7 +223,6 @@ def test_create_becomes_ready_with_working_credentials(env: Env) -> None:
     assert _pg_catalog(env, f"SELECT count(*) FROM pg_database WHERE datname = '{creds['database']}'") == "1"
 
     reasons = env.obs.reasons(ns, "orders")
-    assert ("Normal", "Creating") in reasons
     assert ("Normal", "Created") in reasons
     assert ("Normal", "SecretCreated") in reasons
     creates_after = env.operator.metric(
@@ -343,7 +342,7 @@ def test_token_present_at_creation_does_not_rotate(env: Env) -> None:
     db = env.obs.wait_db(ns, "gitops", "True", "Provisioned")
     assert db["status"]["rotationToken"] == "v1"
     assert db["status"]["credentialGeneration"] == 1
-    assert ("Normal", "Rotating") not in env.obs.reasons(ns, "gitops")
+    assert ("Normal", "Rotated") not in env.obs.reasons(ns, "gitops")
 
 
 def test_our_labels_removed_from_the_secret_are_restored(env: Env) -> None:

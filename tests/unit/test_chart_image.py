@@ -156,7 +156,7 @@ def test_oci_labels_and_version_match_the_package() -> None:
     version_args = [a for a in final.all("ARG") if a.startswith("VERSION=")]
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert version_args == [f"VERSION={project['version']}"]
-    assert f'org.opencontainers.image.licenses="{project["license"]["text"]}"' in labels
+    assert f'org.opencontainers.image.licenses="{project["license"]}"' in labels
 
 
 def test_entrypoint_is_the_packages_run_command() -> None:

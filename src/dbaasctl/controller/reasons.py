@@ -35,10 +35,8 @@ class Reason:
 
 
 # --- progress (Normal events) --------------------------------------------------------------------
-CREATING = "Creating"
 CREATED = "Created"
 PROVISIONED = "Provisioned"
-ROTATING = "Rotating"
 ROTATED = "Rotated"
 SECRET_CREATED = "SecretCreated"
 SECRET_UPDATED = "SecretUpdated"
@@ -68,20 +66,12 @@ SECRET_TEMPLATE_ERROR = "SecretTemplateError"
 SECRET_WRITE_FAILED = "SecretWriteFailed"
 
 CATALOGUE: tuple[Reason, ...] = (
-    Reason(CREATING, "Normal", None, "The create procedure is being called."),
     Reason(CREATED, "Normal", None, "The create procedure succeeded; the database exists on the endpoint."),
     Reason(
         PROVISIONED,
         None,
         "True",
         "The database exists and the Secret holds working credentials (set after create).",
-    ),
-    Reason(
-        ROTATING,
-        "Normal",
-        None,
-        "The rotate procedure is being called; the message says why (annotation, Secret deleted or "
-        "changed, schedule).",
     ),
     Reason(ROTATED, "Normal", "True", "New credentials were issued and written to the Secret."),
     Reason(SECRET_CREATED, "Normal", None, "The credentials Secret was created."),
@@ -92,9 +82,7 @@ CATALOGUE: tuple[Reason, ...] = (
         None,
         "Our labels were missing from our Secret (owner reference intact) and were put back; data untouched.",
     ),
-    Reason(
-        DELETING, "Normal", "False", "The Database is being deleted; the delete procedure is being called."
-    ),
+    Reason(DELETING, None, "False", "The Database is being deleted; the delete procedure is being called."),
     Reason(DELETED, "Normal", None, "The delete procedure succeeded; the Secret is removed next."),
     Reason(
         RETAINED,

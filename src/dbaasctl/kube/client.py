@@ -29,10 +29,9 @@ from typing import Any, Literal, Self
 from urllib.parse import quote, urlsplit
 
 import aiohttp
-from kubernetes_asyncio import config as kconfig
-from kubernetes_asyncio.client import Configuration
 from prometheus_client import CollectorRegistry
 
+from dbaasctl.kube.kubeconfig import UnsupportedKubeconfig, load_in_cluster, load_kubeconfig
 from dbaasctl.observability import metrics as m
 from dbaasctl.observability.logging import redact, register_secret, trace
 
@@ -51,6 +50,8 @@ PATCH_CONTENT_TYPES: dict[str, str] = {
 }
 
 IN_CLUSTER_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+#: How long a token read from a file is reused (client-go re-reads bound tokens every minute too).
+TOKEN_FILE_TTL = 60.0
 DEFAULT_TIMEOUT = 30.0
 # Objects are capped at ~1.5 MiB by etcd; a watch line is one object plus an envelope.
 READ_BUFSIZE = 2**21
@@ -265,9 +266,12 @@ class ClientConfig:
     key_file: str | None = None
     verify_ssl: bool = True
     tls_server_name: str | None = None
-    # kubernetes-asyncio's Configuration, kept for its auth header (token file / exec refresh hooks).
+    # kubernetes-asyncio's Configuration, only for credentials our own loader does not read (exec
+    # plugins, auth providers): kept for its auth header and refresh hooks.
     kube_configuration: Any = None
     token: str | None = None
+    #: A token file re-read on use at most every TOKEN_FILE_TTL seconds (rotated ServiceAccount tokens).
+    token_file: str | None = None
     source: str = ""
 
 
@@ -292,9 +296,34 @@ async def load_config(
     `token` overrides whatever credentials the config carries (client certs included), e.g. to act as a
     ServiceAccount. Returns the config and the kubeconfig loader (None in-cluster) for token refresh.
     """
+    path = _kubeconfig_path(kubeconfig)
+    try:
+        creds = load_kubeconfig(path, context) if path is not None else load_in_cluster()
+    except UnsupportedKubeconfig as exc:
+        log.debug("%s: %s; using kubernetes-asyncio's loader", path, exc)
+        return await _load_with_kubernetes_asyncio(path, context, token)
+    return ClientConfig(
+        host=creds.host,
+        ca_file=creds.ca_file,
+        cert_file=None if token else creds.cert_file,
+        key_file=None if token else creds.key_file,
+        verify_ssl=creds.verify_ssl,
+        tls_server_name=creds.tls_server_name,
+        token=token or creds.token,
+        token_file=None if token else creds.token_file,
+        source=f"kubeconfig {path}" if path is not None else "in-cluster",
+    ), None
+
+
+async def _load_with_kubernetes_asyncio(
+    path: str | None, context: str | None, token: str | None
+) -> tuple[ClientConfig, Any]:
+    # Imported only here: it pulls in every generated API model (~40 MB resident).
+    from kubernetes_asyncio import config as kconfig
+    from kubernetes_asyncio.client import Configuration
+
     cfg = Configuration()
     loader: Any = None
-    path = _kubeconfig_path(kubeconfig)
     if path is not None:
         loader = await kconfig.load_kube_config(
             config_file=path, context=context, client_configuration=cfg, persist_config=False
@@ -383,10 +412,13 @@ class KubeClient:
             connector=connector, read_bufsize=READ_BUFSIZE, timeout=aiohttp.ClientTimeout(total=None)
         )
         self._server_hostname = config.tls_server_name
+        self._token_cache: tuple[str, float] | None = None
         # kubeconfig exec/gcp credentials expire; kubernetes-asyncio refreshes them in a loop that
         # returns at once for every other auth type.
         self._refresh_task: asyncio.Task[None] | None = None
         if loader is not None and config.kube_configuration is not None:
+            from kubernetes_asyncio import config as kconfig
+
             self._refresh_task = asyncio.get_running_loop().create_task(
                 kconfig.refresh_token(loader, config.kube_configuration), name="kube-token-refresh"
             )
@@ -430,6 +462,8 @@ class KubeClient:
     async def _auth_headers(self) -> dict[str, str]:
         if self.config.token:
             return {"Authorization": f"Bearer {self.config.token}"}
+        if self.config.token_file:
+            return {"Authorization": f"Bearer {self._file_token()}"}
         kc = self.config.kube_configuration
         if kc is None:
             return {}
@@ -437,6 +471,15 @@ class KubeClient:
         if value:
             return {"Authorization": str(value)}
         return {}
+
+    def _file_token(self) -> str:
+        now = time.monotonic()
+        if self._token_cache is None or now - self._token_cache[1] > TOKEN_FILE_TTL:
+            assert self.config.token_file is not None
+            token = Path(self.config.token_file).read_text(encoding="utf-8").strip()
+            register_secret(token)
+            self._token_cache = (token, now)
+        return self._token_cache[0]
 
     def _observe(self, method: str, code: str, started: float) -> None:
         self._metrics.requests.labels(code=code, method=method, host=self.host_label).inc()
