@@ -41,7 +41,6 @@ ROTATED = "Rotated"
 SECRET_CREATED = "SecretCreated"
 SECRET_UPDATED = "SecretUpdated"
 SECRET_REPAIRED = "SecretRepaired"
-DELETING = "Deleting"
 DELETED = "Deleted"
 RETAINED = "Retained"
 
@@ -82,7 +81,6 @@ CATALOGUE: tuple[Reason, ...] = (
         None,
         "Our labels were missing from our Secret (owner reference intact) and were put back; data untouched.",
     ),
-    Reason(DELETING, None, "False", "The Database is being deleted; the delete procedure is being called."),
     Reason(DELETED, "Normal", None, "The delete procedure succeeded; the Secret is removed next."),
     Reason(
         RETAINED,
