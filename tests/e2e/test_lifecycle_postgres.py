@@ -224,7 +224,6 @@ def test_create_becomes_ready_with_working_credentials(env: Env) -> None:
 
     reasons = env.obs.reasons(ns, "orders")
     assert ("Normal", "Created") in reasons
-    assert ("Normal", "SecretCreated") in reasons
     creates_after = env.operator.metric(
         "dbaasctl_database_operations_total", {"operation": "create", "result": "success"}
     )

@@ -129,3 +129,20 @@ def test_object_ref_from_a_cached_object() -> None:
 @pytest.mark.parametrize("limit", [1, 3, 4, 5])
 def test_truncate_tiny_limits_never_exceed(limit: int) -> None:
     assert len(truncate_utf8("abcdefgh", limit).encode()) <= limit
+
+
+def test_events_in_a_terminating_or_missing_namespace_are_dropped_not_rerouted() -> None:
+    """A 403 because the namespace is terminating is not an RBAC denial: no core/v1 fallback, no warning."""
+    from dbaasctl.kube.client import ApiError
+    from dbaasctl.kube.events import _namespace_gone
+
+    terminating = ApiError(
+        403, "Forbidden", "unable to create new content in namespace x because it is being terminated"
+    )
+    missing = ApiError(404, "NotFound", 'namespaces "x" not found')
+    rbac = ApiError(403, "Forbidden", 'events.events.k8s.io is forbidden: User "u" cannot create resource')
+    unserved = ApiError(404, "NotFound", "the server could not find the requested resource")
+    assert _namespace_gone(terminating)
+    assert _namespace_gone(missing)
+    assert not _namespace_gone(rbac)
+    assert not _namespace_gone(unserved)

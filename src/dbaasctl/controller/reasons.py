@@ -38,8 +38,6 @@ class Reason:
 CREATED = "Created"
 PROVISIONED = "Provisioned"
 ROTATED = "Rotated"
-SECRET_CREATED = "SecretCreated"
-SECRET_UPDATED = "SecretUpdated"
 SECRET_REPAIRED = "SecretRepaired"
 DELETED = "Deleted"
 RETAINED = "Retained"
@@ -65,16 +63,25 @@ SECRET_TEMPLATE_ERROR = "SecretTemplateError"
 SECRET_WRITE_FAILED = "SecretWriteFailed"
 
 CATALOGUE: tuple[Reason, ...] = (
-    Reason(CREATED, "Normal", None, "The create procedure succeeded; the database exists on the endpoint."),
+    Reason(
+        CREATED,
+        "Normal",
+        None,
+        "The create procedure succeeded and its credentials were written to the Secret (named in the note).",
+    ),
     Reason(
         PROVISIONED,
         None,
         "True",
         "The database exists and the Secret holds working credentials (set after create).",
     ),
-    Reason(ROTATED, "Normal", "True", "New credentials were issued and written to the Secret."),
-    Reason(SECRET_CREATED, "Normal", None, "The credentials Secret was created."),
-    Reason(SECRET_UPDATED, "Normal", None, "The credentials Secret's data was replaced after a rotation."),
+    Reason(
+        ROTATED,
+        "Normal",
+        "True",
+        "New credentials were issued and written to the Secret; the note says why (annotation, Secret "
+        "deleted or changed, schedule).",
+    ),
     Reason(
         SECRET_REPAIRED,
         "Normal",

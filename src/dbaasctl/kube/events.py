@@ -185,6 +185,15 @@ class Aggregator:
         self._series.pop(key, None)
 
 
+def _namespace_gone(exc: ApiError) -> bool:
+    """403 "namespace is being terminated" / 404 namespace not found: not an RBAC problem, so neither a
+    reason to fall back to core/v1 Events nor a warning."""
+    message = exc.message or ""
+    return (exc.is_forbidden and "being terminated" in message) or (
+        exc.is_not_found and 'namespaces "' in message
+    )
+
+
 def _event_name(ref_name: str) -> str:
     name = f"{ref_name}.{time.time_ns():x}"
     return name if len(name) <= 253 and ref_name else uuid.uuid4().hex
@@ -316,6 +325,15 @@ class EventRecorder:
                     await self._write(item)
             except asyncio.CancelledError:
                 raise
+            except ApiError as exc:
+                self._results["failed"].inc()
+                if _namespace_gone(exc):  # nobody can read an Event there any more
+                    log.debug("dropped %s event %s for %s: its namespace is gone", item.type, item.reason,
+                              item.ref.name)  # fmt: skip
+                else:
+                    log.warning(
+                        "could not write %s event %s for %s: %r", item.type, item.reason, item.ref.name, exc
+                    )
             except Exception as exc:
                 self._results["failed"].inc()
                 # repr, not str: a bare TimeoutError has an empty message.
@@ -355,7 +373,7 @@ class EventRecorder:
                 await self.client.create(EVENTS.path(namespace), self._events_body(item, name, namespace))
                 return name, namespace, "events"
             except ApiError as exc:
-                if not (exc.is_not_found or exc.is_forbidden):
+                if not (exc.is_not_found or exc.is_forbidden) or _namespace_gone(exc):
                     raise
                 await self.client.create(CORE_EVENTS.path(namespace), self._core_body(item, name, namespace))
                 log.info(
