@@ -8,7 +8,13 @@ finish on the old one, which is closed once they drain. Only limits changed: adj
 
 Health is a fact the registry learns from pings and calls (a connection failure marks the endpoint down,
 any success marks it up); drivers re-create connections after a DBMS restart, so "up again" needs no
-action here. Errors shown in health, logs and metrics are redacted; metric labels are endpoint names,
+action here. While an endpoint is down the registry is a circuit breaker: operations fail fast with
+`EndpointDown` and no DBMS call, except one probe call per cool-down (half-open), so a down DBMS is not
+hammered by every retrying Database; a successful probe or keepalive ping closes the circuit.
+
+Each ping also reads the link's real TLS state (dbaasctl.dbms.tls) into health and a metric; a link
+weaker than the endpoint's `tls_minimum` makes the endpoint unusable (`TlsRefused`, no procedure call),
+and a plaintext link is logged as a warning whenever it is first seen. Errors shown in health, logs and metrics are redacted; metric labels are endpoint names,
 operation names and reasons only.
 """
 
@@ -25,9 +31,10 @@ from dataclasses import dataclass, field, replace
 from prometheus_client import CollectorRegistry
 
 from dbaasctl.dbms.drivers import Driver, ProcedureError, Reason, RoutineInfo, create_driver
-from dbaasctl.dbms.drivers.base import DbmsError
+from dbaasctl.dbms.drivers.base import ENDPOINT_REASONS, DbmsError
 from dbaasctl.dbms.dsn import Dsn, DsnError, parse_dsn, redact
 from dbaasctl.dbms.limiter import Clock, Sleep, TokenBucket
+from dbaasctl.dbms.tls import TlsState, satisfies
 from dbaasctl.observability import logging as obslog
 from dbaasctl.observability import metrics
 
@@ -50,6 +57,7 @@ class EndpointSpec:
     operation_timeout: float = 30.0
     keepalive: float = 30.0  # seconds between pings; 0 = no keepalive
     connect_timeout: float = 10.0
+    tls_minimum: TlsState = TlsState.PLAINTEXT  # weakest link the endpoint may use
 
     def __post_init__(self) -> None:
         if self.rps < 0 or self.burst < 0:
@@ -70,6 +78,7 @@ class EndpointHealth:
     last_check: dt.datetime | None = None
     last_error: str | None = None  # redacted
     since: dt.datetime | None = None  # when `healthy` last changed
+    tls: TlsState = TlsState.UNKNOWN  # of the link the last ping or call used
 
 
 class _Metrics:
@@ -78,6 +87,12 @@ class _Metrics:
             "dbaasctl_endpoint_up",
             "1 when the DBMS endpoint answers, 0 when it does not.",
             ["endpoint"],
+            registry,
+        )
+        self.tls = metrics.gauge(
+            "dbaasctl_endpoint_tls",
+            "1 for the TLS state of the endpoint's link (verified, encrypted, plaintext or unknown).",
+            ["endpoint", "state"],
             registry,
         )
         self.operations = metrics.counter(
@@ -122,10 +137,32 @@ class _Endpoint:
         self.idle.set()
         self.keepalive: asyncio.Task[None] | None = None
         self.health = EndpointHealth(endpoint=spec.name, healthy=None)
+        self.retry_at = 0.0  # registry clock: when an open circuit lets the next probe call through
+        self.probing = False
+        self.apply_tls_policy()
 
     def reconfigure(self, spec: EndpointSpec) -> None:
         self.bucket.configure(spec.rps, spec.burst or None)
         self.spec = spec
+        self.apply_tls_policy()
+
+    def apply_tls_policy(self) -> None:
+        """Drivers that can see their link also refuse, per connection, below the minimum."""
+        if self.driver is not None and hasattr(self.driver, "tls_minimum"):
+            self.driver.tls_minimum = self.spec.tls_minimum
+
+    def observed_tls(self) -> TlsState:
+        tls_state = getattr(self.driver, "tls_state", None)
+        return TlsState(tls_state()) if callable(tls_state) else TlsState.UNKNOWN
+
+    def tls_problem(self) -> str | None:
+        """Why the link breaks the policy, when it is known to; None when allowed or not yet seen."""
+        state, minimum = self.health.tls, self.spec.tls_minimum
+        if satisfies(state, minimum):
+            return None
+        if state is TlsState.UNKNOWN and hasattr(self.driver, "tls_state"):
+            return None  # not seen yet: the driver checks the connection before the first call
+        return f"the link is {state}, the endpoint's TLS policy requires {minimum}"
 
 
 class EndpointRegistry:
@@ -136,8 +173,10 @@ class EndpointRegistry:
         sleep: Sleep = asyncio.sleep,
         driver_factory: DriverFactory = create_driver,
         registry: CollectorRegistry | None = None,
+        breaker_cooldown: float = 5.0,
     ) -> None:
         self._clock = clock
+        self._cooldown = breaker_cooldown
         self._sleep = sleep
         self._factory = driver_factory
         self._endpoints: dict[str, _Endpoint] = {}
@@ -159,7 +198,7 @@ class EndpointRegistry:
             for name in list(self._endpoints):
                 if name not in wanted:
                     self._retire(self._endpoints.pop(name))
-                    self._metrics.up.remove(name)
+                    self._forget_metrics(name)
                     log.info("endpoint removed", extra={"endpoint": name})
             for name, spec in wanted.items():
                 current = self._endpoints.get(name)
@@ -227,9 +266,15 @@ class EndpointRegistry:
         async with self._apply_lock:
             for name in list(self._endpoints):
                 self._retire(self._endpoints.pop(name))
-                self._metrics.up.remove(name)
+                self._forget_metrics(name)
         if self._retiring:
             await asyncio.gather(*list(self._retiring), return_exceptions=True)
+
+    def _forget_metrics(self, name: str) -> None:
+        self._metrics.up.remove(name)
+        for state in TlsState:
+            with contextlib.suppress(KeyError):
+                self._metrics.tls.remove(name, str(state))
 
     # ---- health -----------------------------------------------------------------------------------
     def add_listener(self, listener: HealthListener) -> None:
@@ -249,16 +294,33 @@ class EndpointRegistry:
     def _set_health(self, ep: _Endpoint, healthy: bool, error: str | None) -> None:
         now = dt.datetime.now(dt.UTC)
         previous = ep.health
+        tls = ep.observed_tls() if ep.driver is not None else previous.tls
+        if tls is TlsState.UNKNOWN:
+            tls = previous.tls
+        ep.health = replace(previous, tls=tls)
+        if healthy and (problem := ep.tls_problem()) is not None:
+            healthy, error = False, problem
         changed = previous.healthy is not healthy
+        if not healthy:
+            ep.retry_at = self._clock() + self._cooldown
         ep.health = EndpointHealth(
             endpoint=ep.spec.name,
             healthy=healthy,
             last_check=now,
             last_error=error if not healthy else previous.last_error,
             since=now if changed else previous.since,
+            tls=tls,
         )
         if self._endpoints.get(ep.spec.name) is ep:
             self._metrics.up.labels(ep.spec.name).set(1 if healthy else 0)
+            for state in TlsState:
+                self._metrics.tls.labels(ep.spec.name, str(state)).set(1 if state is tls else 0)
+        if tls is TlsState.PLAINTEXT and previous.tls is not TlsState.PLAINTEXT:
+            log.warning(
+                "endpoint link is not encrypted: the login and every issued credential cross it in "
+                "plaintext; set TLS options in the DSN and spec.tls.minimum in the OperatorConfig",
+                extra={"endpoint": ep.spec.name},
+            )
         if changed:
             if healthy:
                 log.info("endpoint up", extra={"endpoint": ep.spec.name})
@@ -297,8 +359,24 @@ class EndpointRegistry:
         except DbmsError as exc:
             self._set_health(ep, False, exc.message)
         else:
-            self._set_health(ep, True, None)
+            self._set_health(ep, True, None)  # stays down when the link breaks the TLS policy
         return ep.health
+
+    def _refuse_early(self, ep: _Endpoint) -> None:
+        """TLS policy and circuit breaker: raise without a DBMS call, or let this call through."""
+        problem = ep.tls_problem()
+        if problem is not None:
+            raise ProcedureError(Reason.TLS_REFUSED, f"endpoint {ep.spec.name!r} not used: {problem}")
+        if ep.health.healthy is not False:
+            return
+        now = self._clock()
+        if ep.probing or now < ep.retry_at:
+            raise ProcedureError(
+                Reason.ENDPOINT_DOWN,
+                f"endpoint {ep.spec.name!r} is down ({ep.health.last_error or 'unreachable'}); not called, "
+                f"next attempt in {max(0.0, ep.retry_at - now):.1f}s or when a keepalive check succeeds",
+            )
+        ep.probing = True  # half-open: this call is the probe, every other one still fails fast
 
     # ---- operations -------------------------------------------------------------------------------
     def _get(self, endpoint: str) -> _Endpoint:
@@ -323,6 +401,12 @@ class EndpointRegistry:
                 Reason.CONNECTION_FAILED, f"endpoint {endpoint!r} is misconfigured: {ep.config_error}"
             )
         driver = ep.driver
+        try:
+            self._refuse_early(ep)
+        except ProcedureError as exc:
+            self._metrics.operations.labels(endpoint, operation, str(exc.reason)).inc()
+            raise
+        probe = ep.probing
         ep.inflight += 1
         ep.idle.clear()
         try:
@@ -338,7 +422,7 @@ class EndpointRegistry:
                     )
                 except DbmsError as exc:
                     result = str(exc.reason)
-                    if exc.reason is Reason.CONNECTION_FAILED:
+                    if exc.reason in ENDPOINT_REASONS:
                         self._set_health(ep, False, exc.message)
                     elif (
                         exc.reason is not Reason.INVALID_CLASS and exc.reason is not Reason.OPERATION_TIMEOUT
@@ -354,6 +438,10 @@ class EndpointRegistry:
                 self._set_health(ep, True, None)
                 return out
         finally:
+            if probe:
+                ep.probing = False
+                if ep.health.healthy is False:  # the probe did not close the circuit: wait again
+                    ep.retry_at = max(ep.retry_at, self._clock() + self._cooldown)
             ep.inflight -= 1
             if ep.inflight == 0:
                 ep.idle.set()

@@ -39,10 +39,28 @@ class Reason(StrEnum):
     CONNECTION_FAILED = "ConnectionFailed"
     INVALID_CLASS = "InvalidClass"  # caught before any DBMS call: the DatabaseClass must change
     UNKNOWN_ENDPOINT = "UnknownEndpoint"
+    AUTHENTICATION_FAILED = "AuthenticationFailed"  # the server refused the endpoint's login
+    SCHEMA_NOT_FOUND = "SchemaNotFound"  # the schema the procedure (or its body) names does not exist
+    DRIVER_UNAVAILABLE = "DriverUnavailable"  # the client library (ODBC driver) cannot be loaded
+    TLS_REFUSED = "TlsRefused"  # the link is weaker than the endpoint's TLS policy; nothing was sent
+    ENDPOINT_DOWN = "EndpointDown"  # the keepalive says the endpoint is down; failed fast, no call
 
 
 #: Reasons worth retrying without any change to the class or the procedure.
-TRANSIENT_REASONS = frozenset({Reason.OPERATION_TIMEOUT, Reason.CONNECTION_FAILED})
+TRANSIENT_REASONS = frozenset(
+    {
+        Reason.OPERATION_TIMEOUT,
+        Reason.CONNECTION_FAILED,
+        Reason.AUTHENTICATION_FAILED,
+        Reason.DRIVER_UNAVAILABLE,
+        Reason.TLS_REFUSED,
+        Reason.ENDPOINT_DOWN,
+    }
+)
+#: Reasons that say the endpoint (not the procedure) is unusable: they mark it down.
+ENDPOINT_REASONS = frozenset(
+    {Reason.CONNECTION_FAILED, Reason.AUTHENTICATION_FAILED, Reason.DRIVER_UNAVAILABLE, Reason.TLS_REFUSED}
+)
 
 
 class DbmsError(Exception):

@@ -6,7 +6,10 @@ status packet, so an error raised after the first SELECT surfaces instead of bei
 with `key`/`value` columns is the result.
 
 A timed-out or cancelled call leaves the connection mid-protocol: it is closed, never returned to the
-pool, and the server-side thread is KILLed from a separate connection so the statement stops too.
+pool, and the server-side thread is KILLed from a separate connection so the statement stops too. Thread
+ids restart from 1 when the server restarts, so the KILL is sent only when the server's uptime shows it
+has been running since before the statement was sent; otherwise the id may belong to someone else now
+(and our statement died with the old server anyway).
 """
 
 from __future__ import annotations
@@ -35,12 +38,14 @@ from dbaasctl.dbms.drivers.base import (
     split_procedure,
 )
 from dbaasctl.dbms.dsn import Dsn
+from dbaasctl.dbms.tls import TlsState, from_ssl_object, satisfies
 
 MAX_IDENTIFIER = 64
 _NOT_FOUND = {1305}  # ER_SP_DOES_NOT_EXIST
 _WRONG_PARAMETERS = {1318}  # ER_SP_WRONG_NO_OF_ARGS
 # Access denied, unknown database, too many connections, shutdown, killed, and client-side 2xxx errors.
 _CONNECTION = {1040, 1044, 1045, 1049, 1053, 1927, 4031}
+_AUTHENTICATION = {1045}  # ER_ACCESS_DENIED_ERROR: wrong user or password
 
 
 def quote_ident(name: str) -> str:
@@ -81,6 +86,24 @@ class MySQLDriver:
         self._connect_timeout = connect_timeout
         self._pool: LazyPool[aiomysql.Pool] = LazyPool(self._open_pool)
         self._background: set[asyncio.Task[None]] = set()
+        self.tls_minimum = TlsState.PLAINTEXT
+        self._tls = TlsState.UNKNOWN
+
+    def tls_state(self) -> TlsState:
+        """TLS state of the connection used last (see dbaasctl.dbms.tls)."""
+        return self._tls
+
+    def _observe_tls(self, conn: aiomysql.Connection, procedure: str | None) -> None:
+        """Record the link's real TLS state; refuse a procedure call over a link below the policy."""
+        writer = getattr(conn, "_writer", None)
+        self._tls = from_ssl_object(writer.get_extra_info("ssl_object") if writer is not None else None)
+        if procedure is not None and not satisfies(self._tls, self.tls_minimum):
+            raise ProcedureError(
+                Reason.TLS_REFUSED,
+                f"{procedure}: not called: the link is {self._tls}, the endpoint's TLS policy requires "
+                f"{self.tls_minimum}",
+                procedure=procedure,
+            )
 
     def _connect_kwargs(self) -> dict[str, Any]:
         return {
@@ -122,11 +145,17 @@ class MySQLDriver:
         _, _, target = qualified(procedure)
         values = positional_values(inputs, procedure=procedure)
         sql = f"CALL {target}({', '.join(['%s'] * len(values))})"
-        sets = await self._run(procedure, sql, values, timeout)
+        sets = await self._run(procedure, sql, values, timeout, call=True)
         return rows_to_mapping(sets, procedure=procedure) if expect_rows else {}
 
     async def _run(
-        self, procedure: str | None, sql: str, values: Sequence[str | None], timeout: float
+        self,
+        procedure: str | None,
+        sql: str,
+        values: Sequence[str | None],
+        timeout: float,
+        *,
+        call: bool = False,
     ) -> list[ResultSet]:
         deadline = asyncio.timeout(timeout)
         conn: aiomysql.Connection | None = None
@@ -136,11 +165,15 @@ class MySQLDriver:
             async with deadline:
                 pool = await self._pool.get()
                 conn = await pool.acquire()
+                self._observe_tls(conn, procedure if call else None)
                 sets = await _execute_all(conn, sql, values)
                 clean = True
                 return sets
         except TimeoutError:
             raise deadline_error(procedure, timeout, expired=deadline.expired(), aftermath="killed") from None
+        except ProcedureError:
+            clean = True  # refused before anything was sent
+            raise
         except pymysql.MySQLError as exc:
             error = self._error(exc, procedure)
             clean = not _connection_level(exc)
@@ -160,22 +193,37 @@ class MySQLDriver:
     def _discard(self, conn: aiomysql.Connection) -> None:
         """Close a connection left mid-statement and KILL its server thread from another session."""
         thread_id: int | None = None
+        sent_at = 0.0
         try:
             thread_id = conn.thread_id()
+            sent_at = float(conn.last_usage)  # loop time the statement was sent (at most)
         except (AttributeError, TypeError, IndexError):
             thread_id = None
         conn.close()
         if thread_id is not None and not self._pool.closed:
-            task = asyncio.get_running_loop().create_task(self._kill(thread_id))
+            loop = asyncio.get_running_loop()
+            task = loop.create_task(self._kill(thread_id, loop.time() - sent_at))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    async def _kill(self, thread_id: int) -> None:
+    async def _kill(self, thread_id: int, running_for: float) -> None:
+        """KILL the thread, unless the server restarted since the statement was sent (`running_for` s ago).
+
+        Uptime is whole seconds, rounded down, so "uptime >= running_for" can only err towards not
+        killing: it holds only when the server booted before the statement was sent.
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             async with asyncio.timeout(self._connect_timeout):
                 conn = await aiomysql.connect(**self._connect_kwargs())
                 try:
                     async with conn.cursor() as cur:
+                        await cur.execute("SHOW GLOBAL STATUS LIKE 'Uptime'")
+                        row = await cur.fetchone()
+                        uptime = float(row[1]) if row else 0.0
+                        if uptime < running_for + (loop.time() - started):
+                            return  # restarted since: the id is not ours any more
                         await cur.execute("KILL %s", (thread_id,))
                 finally:
                     conn.close()
@@ -191,6 +239,8 @@ class MySQLDriver:
             text = f"{exc.__class__.__name__}: {exc}"
         if code in _NOT_FOUND:
             reason = Reason.PROCEDURE_NOT_FOUND
+        elif code in _AUTHENTICATION:
+            reason = Reason.AUTHENTICATION_FAILED
         elif code in _WRONG_PARAMETERS:
             reason = Reason.WRONG_PARAMETERS
         elif code is None or code in _CONNECTION or code >= 2000:

@@ -25,6 +25,7 @@ import aioodbc
 import pyodbc
 
 from dbaasctl.dbms.drivers.base import (
+    ENDPOINT_REASONS,
     LazyPool,
     ParameterInfo,
     PoolStats,
@@ -47,6 +48,9 @@ _NATIVE = re.compile(r"\((-?\d+)\)\s*\(SQL\w+\)\s*$")
 _NOT_FOUND_NATIVE = {1305, 2812}  # MySQL ER_SP_DOES_NOT_EXIST, SQL Server "Could not find stored procedure"
 _WRONG_PARAMETERS_NATIVE = {1318, 201, 8144, 8145}
 _TIMEOUT_NATIVE = {1969, 3024}  # MariaDB / MySQL max statement time
+_AUTHENTICATION_NATIVE = {1045, 18456}  # MySQL access denied, SQL Server login failed
+# Driver manager: driver not found / cannot be loaded / setup failed; "can't open lib" comes as 01000.
+_DRIVER_STATES = {"IM002", "IM003", "IM004", "IM005", "IM006"}
 _SQL_PARAM_INPUT, _SQL_PARAM_INPUT_OUTPUT, _SQL_RESULT_COL, _SQL_PARAM_OUTPUT, _SQL_RETURN_VALUE = (
     1,
     2,
@@ -187,9 +191,10 @@ class OdbcDriver:
                 raw = conn._conn  # aioodbc has no public accessor; we drive pyodbc in one thread call
                 dialect = await self._get_dialect(raw)
                 sql, values = build(dialect)
-                cursor = await self._in_thread(raw.cursor)
+                # pyodbc gives a cursor the connection's timeout when the cursor is made: set it first.
                 with contextlib.suppress(pyodbc.Error):  # not every driver supports it (psqlODBC)
                     raw.timeout = math.ceil(timeout) + 2  # driver-side backstop; ours fires first
+                cursor = await self._in_thread(raw.cursor)
                 work = asyncio.ensure_future(self._in_thread(_execute_all, cursor, sql, list(values)))
                 try:
                     sets: list[ResultSet] = await asyncio.shield(work)
@@ -206,7 +211,7 @@ class OdbcDriver:
         except pyodbc.Error as exc:
             error = self._error(exc, procedure)
             keep = error.reason not in (Reason.CONNECTION_FAILED, Reason.OPERATION_TIMEOUT)
-            if error.reason is Reason.CONNECTION_FAILED and pool is not None:
+            if error.reason in ENDPOINT_REASONS and pool is not None:
                 await pool.clear()
             raise error from None
         finally:
@@ -238,7 +243,11 @@ class OdbcDriver:
         native_match = _NATIVE.search(message)
         native = int(native_match.group(1)) if native_match else None
         text = _SUFFIX.sub("", _PREFIX.sub("", message)).strip()
-        if sqlstate.startswith("08") or sqlstate == "28000":
+        if sqlstate in _DRIVER_STATES or (sqlstate == "01000" and "can't open lib" in text.lower()):
+            reason = Reason.DRIVER_UNAVAILABLE
+        elif sqlstate == "28000" or native in _AUTHENTICATION_NATIVE:
+            reason = Reason.AUTHENTICATION_FAILED
+        elif sqlstate.startswith("08"):
             reason = Reason.CONNECTION_FAILED
         elif sqlstate in ("HYT00", "HYT01", "HY008") or native in _TIMEOUT_NATIVE:
             reason = Reason.OPERATION_TIMEOUT

@@ -42,9 +42,11 @@ from dbaasctl.dbms.drivers.base import (
     split_procedure,
 )
 from dbaasctl.dbms.dsn import Dsn
+from dbaasctl.dbms.tls import TlsState, from_ssl_object, satisfies
 
 MAX_IDENTIFIER = 63  # PostgreSQL silently truncates longer names: refuse them instead
-_CONNECTION_STATES = ("08", "57P01", "57P02", "57P03", "53300", "28000", "28P01", "3D000")
+_CONNECTION_STATES = ("08", "57P01", "57P02", "57P03", "53300", "3D000")
+_AUTHENTICATION_STATES = ("28000", "28P01")
 _PROC_KINDS = {"f": "function", "p": "procedure", "a": "aggregate", "w": "window"}
 _ARG_MODES = {"i": "IN", "o": "OUT", "b": "INOUT", "v": "IN", "t": "TABLE"}
 
@@ -98,6 +100,24 @@ class PostgresDriver:
         self._connect_timeout = connect_timeout
         self._pool: LazyPool[asyncpg.Pool] = LazyPool(self._open_pool)
         self._procedures: set[str] = set()  # names known to be procedures (CALL)
+        self.tls_minimum = TlsState.PLAINTEXT
+        self._tls = TlsState.UNKNOWN
+
+    def tls_state(self) -> TlsState:
+        """TLS state of the connection used last (see dbaasctl.dbms.tls)."""
+        return self._tls
+
+    def _observe_tls(self, conn: asyncpg.Connection, procedure: str | None) -> None:
+        """Record the link's real TLS state; refuse a procedure call over a link below the policy."""
+        transport = getattr(conn, "_transport", None)
+        self._tls = from_ssl_object(transport.get_extra_info("ssl_object") if transport else None)
+        if procedure is not None and not satisfies(self._tls, self.tls_minimum):
+            raise ProcedureError(
+                Reason.TLS_REFUSED,
+                f"{procedure}: not called: the link is {self._tls}, the endpoint's TLS policy requires "
+                f"{self.tls_minimum}",
+                procedure=procedure,
+            )
 
     # ---- pool -------------------------------------------------------------------------------------
     async def _open_pool(self) -> asyncpg.Pool:
@@ -162,6 +182,7 @@ class PostgresDriver:
             async with asyncio.timeout(timeout):
                 pool = await self._pool.get()
                 async with pool.acquire() as conn:
+                    self._observe_tls(conn, procedure)
                     try:
                         return await self._execute(conn, target, args, values, call=is_procedure)
                     except asyncpg.WrongObjectTypeError as exc:
@@ -179,6 +200,10 @@ class PostgresDriver:
                             ) from None
                         return result
                     except asyncpg.UndefinedFunctionError as exc:
+                        if getattr(exc, "context", None):
+                            # Raised by a statement inside the procedure (a missing extension, say):
+                            # the procedure itself was found and called with these inputs.
+                            raise self._error(exc, procedure, Reason.PROCEDURE_FAILED) from None
                         exists = await self._exists(conn, schema, bare)
                         raise self._error(
                             exc,
@@ -243,6 +268,10 @@ class PostgresDriver:
             if reason is None:
                 connection = sqlstate is not None and any(sqlstate.startswith(s) for s in _CONNECTION_STATES)
                 reason = Reason.CONNECTION_FAILED if connection else Reason.PROCEDURE_FAILED
+                if sqlstate in _AUTHENTICATION_STATES:
+                    reason = Reason.AUTHENTICATION_FAILED
+                elif sqlstate == "3F000":
+                    reason = Reason.SCHEMA_NOT_FOUND
         elif isinstance(exc, asyncpg.exceptions.DataError):  # pragma: no cover - subclass of InterfaceError
             text, reason = str(exc), reason or Reason.WRONG_PARAMETERS
         else:
@@ -255,6 +284,7 @@ class PostgresDriver:
             async with asyncio.timeout(timeout):
                 pool = await self._pool.get()
                 async with pool.acquire() as conn:
+                    self._observe_tls(conn, None)
                     await conn.fetchval("SELECT 1")
                     conn.skip_next_reset()  # reached only when the ping succeeded
         except ProcedureError:
@@ -266,7 +296,8 @@ class PostgresDriver:
             ) from None
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             await self._expire()
-            raise self._error(exc, None, Reason.CONNECTION_FAILED) from None
+            auth = getattr(exc, "sqlstate", None) in _AUTHENTICATION_STATES
+            raise self._error(exc, None, None if auth else Reason.CONNECTION_FAILED) from None
 
     async def describe(self, procedure: str, *, timeout: float) -> list[RoutineInfo]:
         schema, bare, _ = qualified(procedure)
