@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -25,6 +26,7 @@ __all__ = [
     "OperatorConfigSpec",
     "OperatorConfigStatus",
     "SecretKeyRef",
+    "TlsPolicy",
 ]
 
 KIND = "OperatorConfig"
@@ -47,6 +49,16 @@ class AllowedNamespaces(ApiModel):
         return self.selector is not None and self.selector.matches(labels)
 
 
+TlsMinimum = Literal["plaintext", "encrypted", "verified"]
+TlsObserved = Literal["unknown", "plaintext", "encrypted", "verified"]
+
+
+class TlsPolicy(ApiModel):
+    """The weakest DBMS link allowed; a weaker one is refused before any procedure runs."""
+
+    minimum: TlsMinimum = "plaintext"
+
+
 class EndpointSpec(ApiModel):
     name: str
     dsn: str | None = None
@@ -56,6 +68,7 @@ class EndpointSpec(ApiModel):
     max_concurrent_operations: int | None = None
     operation_timeout: Duration | None = None
     allowed_namespaces: AllowedNamespaces | None = None
+    tls: TlsPolicy | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> EndpointSpec:
@@ -81,6 +94,7 @@ DEFAULT_OPERATION_TIMEOUT = timedelta(seconds=30)
 class OperatorConfigSpec(ApiModel):
     rps: float = 0
     keepalive: int = DEFAULT_KEEPALIVE_SECONDS
+    tls: TlsPolicy | None = None
     dbms: list[DbmsSpec]
 
     @model_validator(mode="after")
@@ -105,11 +119,20 @@ class OperatorConfigSpec(ApiModel):
         """The endpoint's own rps, else the config-wide one; 0 means unlimited."""
         return self.rps if ep.rps is None else ep.rps
 
+    def endpoint_tls_minimum(self, ep: EndpointSpec) -> TlsMinimum:
+        """The endpoint's own TLS minimum, else the config-wide one, else plaintext."""
+        policy = ep.tls or self.tls
+        return policy.minimum if policy is not None else "plaintext"
+
 
 class EndpointHealth(ApiModel):
     name: str
-    healthy: bool
+    #: None until the endpoint was first checked (keepalive 0 and no call yet).
+    healthy: bool | None = None
+    #: The last check, refreshed at a bounded interval so checks do not each cost a status write.
     last_check_time: Timestamp | None = None
+    last_transition_time: Timestamp | None = None
+    tls: TlsObserved | None = None
     #: Already passed through dsn.redact(); never a raw driver message.
     last_error: str | None = None
 

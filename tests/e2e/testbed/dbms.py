@@ -9,6 +9,9 @@ runs as root) and pulls psycopg in for a version probe. pytest-mysql targets MyS
 service account through `setpriv`, which execs in place, so the supervised pid is the server itself.
 
 `restart()` keeps the port and the data: the "DBMS down, then back" tests depend on it.
+
+`tls=True` starts a server with TLS on, its certificate signed by a throw-away CA made for it
+(`testbed.pki.generate_server`); `server.tls.ca_cert` is what a verifying client trusts.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from urllib.parse import quote
 
 import port_for
 
+from testbed.pki import ServerPki, generate_server
 from testbed.process import Service
 
 _LIVE: weakref.WeakSet[_Server] = weakref.WeakSet()
@@ -113,7 +117,7 @@ class _Server:
     account = "nobody"
     stop_signal = signal.SIGTERM
 
-    def __init__(self, *, admin_user: str = "admin", port: int | None = None) -> None:
+    def __init__(self, *, admin_user: str = "admin", port: int | None = None, tls: bool = False) -> None:
         self.host = "127.0.0.1"
         self.port = port or _free_port()
         self.admin_user = admin_user
@@ -124,6 +128,7 @@ class _Server:
         self._service: Service | None = None
         self._closed = False
         _LIVE.add(self)
+        self.tls: ServerPki | None = generate_server(self.workdir / "tls", self.kind) if tls else None
 
     # lifecycle -------------------------------------------------------------------------------------
     def _initialise(self) -> None:
@@ -232,8 +237,9 @@ class PostgresServer(_Server):
         port: int | None = None,
         log_statements: bool = False,
         settings: dict[str, str] | None = None,
+        tls: bool = False,
     ) -> None:
-        super().__init__(admin_user=admin_user, port=port)
+        super().__init__(admin_user=admin_user, port=port, tls=tls)
         self.bindir = postgres_bindir()
         self.datadir = self.workdir / "data"
         self.log_statements = log_statements
@@ -294,6 +300,8 @@ class PostgresServer(_Server):
             "log_statement": "all" if self.log_statements else "none",
             **self.settings,
         }
+        if self.tls is not None:
+            settings |= {"ssl": "on", "ssl_cert_file": str(self.tls.cert), "ssl_key_file": str(self.tls.key)}
         cmd = [str(self.bindir / "postgres"), "-D", str(self.datadir)]
         for key, value in settings.items():
             cmd += ["-c", f"{key}={value}"]
@@ -365,9 +373,14 @@ class MariaDBServer(_Server):
     account = "mysql"
 
     def __init__(
-        self, *, admin_user: str = "admin", port: int | None = None, general_log: bool = False
+        self,
+        *,
+        admin_user: str = "admin",
+        port: int | None = None,
+        general_log: bool = False,
+        tls: bool = False,
     ) -> None:
-        super().__init__(admin_user=admin_user, port=port)
+        super().__init__(admin_user=admin_user, port=port, tls=tls)
         self.datadir = self.workdir / "data"
         self.socket = self.workdir / "mysqld.sock"
         self.general_log = general_log
@@ -442,6 +455,14 @@ class MariaDBServer(_Server):
             cmd.append(f"--init-file={self._init_file}")
         if self.general_log:
             cmd += ["--general-log=1", f"--general-log-file={self.workdir / 'general.log'}"]
+        if self.tls is not None:
+            cmd += [
+                f"--ssl-ca={self.tls.ca_cert}",
+                f"--ssl-cert={self.tls.cert}",
+                f"--ssl-key={self.tls.key}",
+            ]
+        else:
+            cmd.append("--skip-ssl")
         return cmd
 
     def _ready(self) -> bool:

@@ -1,4 +1,5 @@
-"""Throw-away PKI for one control-plane run: a CA, the API server's serving cert, the SA signing key.
+"""Throw-away PKI for one control-plane run: a CA, the API server's serving cert, the SA signing key;
+and for a DBMS started with TLS on: a CA and a server certificate for 127.0.0.1 / localhost.
 
 Generated in-process with `cryptography` so a run never depends on an openssl CLI's flags, and every run
 gets fresh keys (nothing secret is committed or reused between runs).
@@ -111,3 +112,55 @@ def generate(directory: Path) -> Pki:
     _write_key(pki.serving_key, serving_key)
     _write_key(pki.sa_key, sa_key)
     return pki
+
+
+@dataclass(frozen=True)
+class ServerPki:
+    """What a DBMS needs for TLS (`cert`, `key`) and what a verifying client trusts (`ca_cert`)."""
+
+    ca_cert: Path
+    cert: Path
+    key: Path
+
+
+def generate_server(directory: Path, common_name: str) -> ServerPki:
+    """A fresh CA and a server certificate it signed, valid for 127.0.0.1 and localhost."""
+    directory.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+    not_before, not_after = now - dt.timedelta(hours=1), now + dt.timedelta(days=30)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name(f"{common_name}-testbed-ca")
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    out = ServerPki(ca_cert=directory / "ca.crt", cert=directory / "server.crt", key=directory / "server.key")
+    out.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    out.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(out.key, key)
+    return out
