@@ -40,11 +40,13 @@ class Counting:
         self.binding = inner.binding
         self.active = 0
         self.peak = 0
+        self.calls = 0
         self.closed = False
 
     async def call(
         self, procedure: str, inputs: Mapping[str, str], *, timeout: float, expect_rows: bool
     ) -> dict[str, str]:
+        self.calls += 1
         self.active += 1
         self.peak = max(self.peak, self.active)
         try:
@@ -157,7 +159,9 @@ async def test_keepalive_tracks_a_server_going_down_and_coming_back(kind: str) -
         assert metrics.get_sample_value("dbaasctl_endpoint_up", {"endpoint": "db1"}) == 0
         with pytest.raises(ProcedureError) as err:
             await reg.run("db1", "nothing", {}, expect_rows=True)
-        assert err.value.reason is Reason.CONNECTION_FAILED
+        assert err.value.reason is Reason.ENDPOINT_DOWN  # the circuit is open: failed fast
+        assert "is down" in err.value.message
+        assert server.admin_password not in err.value.message
         await asyncio.to_thread(server.start)
         await wait_until(lambda: reg.health()["db1"].healthy is True, timeout=30, what="up again")
         assert seen == [("db1", True), ("db1", False), ("db1", True)]
@@ -293,3 +297,55 @@ async def test_no_password_in_errors_logs_health_or_metrics(
     for secret in secrets:
         leaks = [t[:200] for t in texts if secret in t]
         assert not leaks, f"secret leaked in: {leaks}"
+
+
+async def test_circuit_breaker_fails_fast_while_down_and_probes_half_open(
+    fresh_postgres: PostgresServer, drivers: list[Counting]
+) -> None:
+    """Down per the keepalive: no DBMS call, except one probe per cool-down; a good probe closes it."""
+    clock = FakeClock()
+
+    def factory(kind: str, dsn: Any, **kw: Any) -> Driver:
+        d = Counting(create_driver(kind, dsn, **kw))
+        drivers.append(d)
+        return d
+
+    reg = EndpointRegistry(
+        driver_factory=factory,
+        registry=CollectorRegistry(),
+        clock=clock,
+        sleep=clock.sleep,
+        breaker_cooldown=5,
+    )
+    fresh_postgres.psql(
+        "CREATE SCHEMA ct; CREATE FUNCTION ct.echo(a text) RETURNS TABLE(key text, value text) "
+        "LANGUAGE sql AS $$ SELECT 'a', a $$"
+    )
+    try:
+        await reg.apply([EndpointSpec("pg", "postgres", fresh_postgres.dsn, keepalive=0, connect_timeout=2)])
+        (driver,) = drivers
+        assert await reg.run("pg", "ct.echo", {"a": "1"}, expect_rows=True) == {"a": "1"}
+        await asyncio.to_thread(fresh_postgres.stop)
+        assert (await reg.check("pg")).healthy is False  # what the keepalive does
+        calls = driver.calls
+        for _ in range(5):
+            with pytest.raises(ProcedureError) as err:
+                await reg.run("pg", "ct.echo", {"a": "1"}, expect_rows=True)
+            assert err.value.reason is Reason.ENDPOINT_DOWN
+            assert err.value.transient
+        assert driver.calls == calls  # not one call reached the driver
+        clock.now += 5  # half-open: one probe goes through, and fails against the stopped server
+        with pytest.raises(ProcedureError) as err:
+            await reg.run("pg", "ct.echo", {"a": "1"}, expect_rows=True)
+        assert err.value.reason is Reason.CONNECTION_FAILED
+        assert driver.calls == calls + 1
+        with pytest.raises(ProcedureError) as err:
+            await reg.run("pg", "ct.echo", {"a": "1"}, expect_rows=True)
+        assert err.value.reason is Reason.ENDPOINT_DOWN  # open again for another cool-down
+        await asyncio.to_thread(fresh_postgres.start)
+        clock.now += 5
+        assert await reg.run("pg", "ct.echo", {"a": "2"}, expect_rows=True) == {"a": "2"}  # the probe
+        assert reg.health()["pg"].healthy is True
+        assert await reg.run("pg", "ct.echo", {"a": "3"}, expect_rows=True) == {"a": "3"}  # closed
+    finally:
+        await reg.close()

@@ -241,6 +241,32 @@ def test_operator_config_status_shows_endpoint_health(env: Env) -> None:
     assert "not found" in endpoints["pg-noclass"]["lastError"]
 
 
+def test_operator_config_status_last_check_time_follows_checks_and_tls_is_reported(env: Env) -> None:
+    """lastCheckTime is the last check (refreshed at a bounded interval), not the last transition."""
+
+    def config() -> dict[str, Any]:
+        return env.kube.kubectl_json("get", "operatorconfig", "-n", env.system, "dbaasctl")
+
+    def pg_entry() -> dict[str, Any] | None:
+        entries = {e["name"]: e for e in (config().get("status") or {}).get("endpoints") or []}
+        entry = entries.get("pg")
+        return entry if entry and entry.get("healthy") is True and entry.get("lastCheckTime") else None
+
+    first = env.obs.wait("endpoint pg healthy with a lastCheckTime", pg_entry)
+
+    def advanced() -> dict[str, Any] | None:
+        entry = pg_entry()
+        return entry if entry and entry["lastCheckTime"] > first["lastCheckTime"] else None
+
+    later = env.obs.wait("lastCheckTime to advance while pg stays healthy", advanced, timeout=120)
+    assert later["lastTransitionTime"] == first["lastTransitionTime"]
+    assert later["tls"] == "plaintext"  # the test bed's session PostgreSQL runs without TLS
+    conditions = {c["type"]: c for c in config()["status"]["conditions"]}
+    assert conditions["Encrypted"]["status"] == "False"
+    assert conditions["Encrypted"]["reason"] == "PlaintextEndpoints"
+    assert "pg" in conditions["Encrypted"]["message"]
+
+
 # -- rotation ------------------------------------------------------------------------------------------
 
 

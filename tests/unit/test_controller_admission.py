@@ -251,3 +251,16 @@ async def test_endpoint_not_open_yet_is_not_an_error_for_the_user(world: World) 
     world.open_endpoints["pg"] = "mysql"  # still open for the class's previous driver
     with pytest.raises(NotReadyError, match="re-opened"):
         world.admission.admit(db(), strict=True)
+
+
+async def test_nul_character_is_refused_for_postgres_before_any_call(world: World) -> None:
+    world.classes["pg"] = pg_class(
+        operations={"create": {"name": "c", "inputs": {"t": "{{ params.note }}"}}, "delete": {"name": "d"}}
+    )
+    await world.configure(config(("pg", [{"name": "pg", "dsn": PG_DSN}])))
+    msg = refused(
+        lambda: world.admission.admit(db(params={"note": "a\x00b"}), strict=True), reasons.INVALID_PARAMETERS
+    )
+    assert "note" in msg
+    assert "NUL" in msg
+    assert world.admission.admit(db(params={"note": "ab"}), strict=True).params == {"note": "ab"}

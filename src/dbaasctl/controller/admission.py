@@ -148,6 +148,18 @@ def _lenient_params(klass: DatabaseClassSpec, params: Mapping[str, str]) -> dict
     return resolved
 
 
+def _refuse_unsendable(driver: str, params: Mapping[str, str]) -> None:
+    """A value the DBMS can never store fails every retry alike: refuse it here (PostgreSQL text has
+    no NUL character)."""
+    if driver == "postgres":
+        bad = sorted(k for k, v in params.items() if "\x00" in v)
+        if bad:
+            raise AdmissionError(
+                reasons.INVALID_PARAMETERS,
+                f"params {', '.join(bad)}: a NUL character cannot be stored by PostgreSQL; remove it",
+            )
+
+
 class Admission:
     def __init__(
         self,
@@ -196,6 +208,7 @@ class Admission:
                 params = klass.resolve_params(db.spec.params)
             except ParameterError as exc:
                 raise AdmissionError(reasons.INVALID_PARAMETERS, "; ".join(exc.problems)) from None
+            _refuse_unsendable(klass.driver, params)
         else:
             params = _lenient_params(klass, db.spec.params)
         if binding.problem is not None:
