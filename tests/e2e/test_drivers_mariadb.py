@@ -170,3 +170,49 @@ async def test_describe_counts_parameters(driver: MySQLDriver) -> None:
     assert echo.kind == "procedure"
     assert await driver.describe("contract.with_null", timeout=10) != []
     assert await driver.describe("nothing_here", timeout=10) == []
+
+
+async def test_kill_after_a_server_restart_spares_the_thread_that_reused_the_id(
+    fresh_mariadb: MariaDBServer,
+) -> None:
+    """Thread ids restart after a server restart: the cancel path must not KILL whoever has ours now."""
+    import pymysql
+
+    def connect() -> pymysql.connections.Connection:
+        return pymysql.connect(
+            host=fresh_mariadb.host,
+            port=fresh_mariadb.port,
+            user=fresh_mariadb.admin_user,
+            password=fresh_mariadb.admin_password,
+            connect_timeout=5,
+        )
+
+    for _ in range(30):  # move the id counter past the ids a freshly started server hands out first
+        connect().close()
+    d = MySQLDriver(parse_dsn(fresh_mariadb.dsn), max_connections=2, connect_timeout=5)
+    others: list[pymysql.connections.Connection] = []
+    try:
+        pool = await d._pool.get()
+        conn = await pool.acquire()
+        async with conn.cursor() as cur:
+            await cur.execute("SELECT 1")  # the statement a timeout would interrupt
+        old_id = conn.thread_id()
+        await asyncio.to_thread(fresh_mariadb.restart)
+        reused = None
+        for _ in range(old_id + 50):
+            other = await asyncio.to_thread(connect)
+            others.append(other)
+            if other.thread_id() == old_id:
+                reused = other
+                break
+        assert reused is not None, f"thread id {old_id} was not handed out again after the restart"
+        d._discard(conn)  # the timeout / cancellation path: close, then KILL the server thread
+        pool.release(conn)
+        await asyncio.gather(*d._background)
+        with reused.cursor() as cur:  # still alive: the KILL was not sent to a stranger
+            cur.execute("SELECT 1")
+            assert cur.fetchone() == (1,)
+    finally:
+        for other in others:
+            other.close()
+        await d.close()
