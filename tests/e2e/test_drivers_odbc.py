@@ -163,3 +163,58 @@ async def test_connection_failure_is_redacted(target: Target) -> None:
         assert "wrong-Secret-9" not in str(err.value)
     finally:
         await d.close()
+
+
+_TRACED_CALL = """
+import asyncio, sys
+from dbaasctl.dbms.drivers import create_driver
+from dbaasctl.dbms.dsn import parse_dsn
+
+async def main() -> None:
+    d = create_driver("odbc", parse_dsn("odbc:" + sys.argv[1]), max_connections=1)
+    try:
+        await d.call("echo", {"0": "x", "1": "y"}, timeout=30, expect_rows=True)
+    finally:
+        await d.close()
+
+asyncio.run(main())
+"""
+
+
+def test_first_statement_on_a_new_connection_carries_the_query_timeout(
+    mariadb: MariaDBServer, odbc_drivers: OdbcDrivers
+) -> None:
+    """pyodbc hands the connection's timeout to cursors made after it is set; the driver manager's trace
+    shows every SQL_ATTR_QUERY_TIMEOUT a statement got. Runs in its own process: unixODBC reads the
+    trace setting once, when the first ODBC environment is made."""
+    import os
+    import re
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    mariadb.create_database(DB)
+    mariadb.sql(file=SAMPLES / "test" / "mariadb.sql", database=DB)
+    sysini = Path(tempfile.mkdtemp(prefix="odbc-"))  # unixODBC ignores a long TraceFile path
+    trace = sysini / "trace.log"
+    ini = (odbc_drivers.sysini / "odbcinst.ini").read_text(encoding="utf-8")
+    (sysini / "odbcinst.ini").write_text(f"[ODBC]\nTrace=Yes\nTraceFile={trace}\n\n{ini}", encoding="utf-8")
+    (sysini / "odbc.ini").write_text("", encoding="utf-8")
+    env = {**os.environ, "ODBCSYSINI": str(sysini), "ODBCINI": str(sysini / "odbc.ini")}
+    try:
+        subprocess.run(
+            [sys.executable, "-c", _TRACED_CALL, mariadb.odbc_connection_string(DB, odbc_drivers.mariadb)],
+            env=env,
+            check=True,
+            timeout=120,
+        )
+        text = trace.read_text(encoding="utf-8", errors="replace")
+    finally:
+        shutil.rmtree(sysini, ignore_errors=True)
+    assert "[SQLExecute.c]" in text or "[SQLExecDirect" in text, "the trace shows no statement"
+    # the call's 30 s plus the 2 s margin, on the statement of the connection's very first call
+    assert re.search(r"Attribute = SQL_ATTR_QUERY_TIMEOUT\s+Value = 0x20\b", text), (
+        "the first statement ran without a query timeout"
+    )
