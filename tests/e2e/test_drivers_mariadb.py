@@ -187,7 +187,9 @@ async def test_kill_after_a_server_restart_spares_the_thread_that_reused_the_id(
             connect_timeout=5,
         )
 
-    for _ in range(30):  # move the id counter past the ids a freshly started server hands out first
+    # Move the id counter well past the ids a restarting server hands out to its own threads and to the
+    # test bed's readiness probes, so the id is handed out again after the restart.
+    for _ in range(300):
         connect().close()
     d = MySQLDriver(parse_dsn(fresh_mariadb.dsn), max_connections=2, connect_timeout=5)
     others: list[pymysql.connections.Connection] = []
@@ -201,10 +203,11 @@ async def test_kill_after_a_server_restart_spares_the_thread_that_reused_the_id(
         reused = None
         for _ in range(old_id + 50):
             other = await asyncio.to_thread(connect)
-            others.append(other)
             if other.thread_id() == old_id:
                 reused = other
+                others.append(other)
                 break
+            other.close()
         assert reused is not None, f"thread id {old_id} was not handed out again after the restart"
         d._discard(conn)  # the timeout / cancellation path: close, then KILL the server thread
         pool.release(conn)
