@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from dbaasctl.dbms.drivers import ProcedureError, Reason
 from dbaasctl.dbms.endpoints import EndpointRegistry, EndpointSpec
 from dbaasctl.dbms.tls import TlsState
-from testbed.dbms import MariaDBServer, PostgresServer
+from testbed.dbms import MariaDBServer, OdbcDrivers, PostgresServer
 
 PG_SETUP = """
 CREATE SCHEMA IF NOT EXISTS ct;
@@ -185,3 +185,50 @@ async def test_policy_met_calls_go_through(tls_postgres: PostgresServer, tls_mar
         assert reg.health()["my"].tls is TlsState.VERIFIED
     finally:
         await reg.close()
+
+
+async def test_odbc_reports_the_servers_view_never_verified(
+    tls_postgres: PostgresServer,
+    tls_mariadb: MariaDBServer,
+    postgres: PostgresServer,
+    mariadb: MariaDBServer,
+    odbc_drivers: OdbcDrivers,
+) -> None:
+    """ODBC hides the socket: the server says whether the session is encrypted; verification is unknowable."""
+    cases = [
+        (
+            tls_postgres.odbc_connection_string(driver=odbc_drivers.postgres) + "SSLmode=require;",
+            TlsState.ENCRYPTED,
+        ),
+        (
+            postgres.odbc_connection_string(driver=odbc_drivers.postgres) + "SSLmode=disable;",
+            TlsState.PLAINTEXT,
+        ),
+        (tls_mariadb.odbc_connection_string(driver=odbc_drivers.mariadb) + "FORCETLS=1;", TlsState.ENCRYPTED),
+        (mariadb.odbc_connection_string(driver=odbc_drivers.mariadb), TlsState.PLAINTEXT),
+    ]
+    for conn, expected in cases:
+        state, healthy, metrics = await _state("odbc", "odbc:" + conn)
+        assert (state, healthy) == (expected, True), conn.split(";")[0]
+        assert metrics[expected.value] == 1
+        # a verified policy can never be met through ODBC
+        state, healthy, _ = await _state("odbc", "odbc:" + conn, TlsState.VERIFIED)
+        assert (state, healthy) == (expected, False)
+
+
+async def test_odbc_plaintext_refused_without_calling_the_procedure(
+    postgres: PostgresServer, odbc_drivers: OdbcDrivers
+) -> None:
+    postgres.psql(PG_SETUP)
+    postgres.psql("TRUNCATE ct.calls")
+    conn = "odbc:" + postgres.odbc_connection_string(driver=odbc_drivers.postgres) + "SSLmode=disable;"
+    reg = EndpointRegistry(registry=CollectorRegistry())
+    try:
+        await reg.apply([EndpointSpec("pg", "odbc", conn, keepalive=0, tls_minimum=TlsState.ENCRYPTED)])
+        with pytest.raises(ProcedureError) as err:
+            await reg.run("pg", "ct.touch", {"0": "x"}, expect_rows=True)
+        assert err.value.reason is Reason.TLS_REFUSED, str(err.value)
+        assert reg.health()["pg"].tls is TlsState.PLAINTEXT
+    finally:
+        await reg.close()
+    assert postgres.psql("SELECT count(*) FROM ct.calls").strip() == "0"

@@ -9,6 +9,11 @@ timeout slightly longer than ours is set as a backstop.
 
 Identifier quoting follows the server behind the driver (SQL_DBMS_NAME): PostgreSQL's case folding and
 double quotes, MySQL/MariaDB backticks, SQL Server brackets, otherwise the driver's quote character.
+
+TLS: ODBC hides the socket, so the link's state is the server's view of the session, asked with one
+statement (PostgreSQL `pg_stat_ssl`, MySQL/MariaDB `Ssl_cipher`) on every ping, and before a call when a
+TLS minimum is set. Whether the driver verified the certificate is not knowable: at best `encrypted`.
+Other servers stay `unknown`, which meets only a `plaintext` minimum.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from dbaasctl.dbms.drivers.base import (
     rows_to_mapping,
     split_procedure,
 )
+from dbaasctl.dbms.tls import TlsState, satisfies
 
 MAX_IDENTIFIER = 128
 _PREFIX = re.compile(r"^(\s*\[[^\]]*\])+\s*")
@@ -51,6 +57,11 @@ _TIMEOUT_NATIVE = {1969, 3024}  # MariaDB / MySQL max statement time
 _AUTHENTICATION_NATIVE = {1045, 18456}  # MySQL access denied, SQL Server login failed
 # Driver manager: driver not found / cannot be loaded / setup failed; "can't open lib" comes as 01000.
 _DRIVER_STATES = {"IM002", "IM003", "IM004", "IM005", "IM006"}
+#: The server's view of the session's TLS, per dialect (see the module docstring).
+_TLS_PROBES = {
+    "postgres": "SELECT ssl FROM pg_catalog.pg_stat_ssl WHERE pid = pg_catalog.pg_backend_pid()",
+    "mysql": "SHOW SESSION STATUS LIKE 'Ssl_cipher'",
+}
 _SQL_PARAM_INPUT, _SQL_PARAM_INPUT_OUTPUT, _SQL_RESULT_COL, _SQL_PARAM_OUTPUT, _SQL_RETURN_VALUE = (
     1,
     2,
@@ -116,6 +127,12 @@ class OdbcDriver:
         self._pool: LazyPool[aioodbc.Pool] = LazyPool(self._open_pool)
         self._dialect: Dialect | None = None
         self._detached = 0
+        self.tls_minimum = TlsState.PLAINTEXT
+        self._tls = TlsState.UNKNOWN
+
+    def tls_state(self) -> TlsState:
+        """The server's view of the last probed session (see the module docstring)."""
+        return self._tls
 
     # ---- pool -------------------------------------------------------------------------------------
     async def _open_pool(self) -> aioodbc.Pool:
@@ -171,7 +188,7 @@ class OdbcDriver:
     ) -> dict[str, str]:
         # Validate the class before touching the network: a bad name is a class error, not a DBMS one.
         split_procedure(procedure, max_length=MAX_IDENTIFIER)
-        sets = await self._run(procedure, lambda d: self.statement(d, procedure, inputs), timeout)
+        sets = await self._run(procedure, lambda d: self.statement(d, procedure, inputs), timeout, call=True)
         return rows_to_mapping(sets, procedure=procedure) if expect_rows else {}
 
     async def _run(
@@ -179,6 +196,8 @@ class OdbcDriver:
         procedure: str | None,
         build: Callable[[Dialect], tuple[str, Sequence[object]]],
         timeout: float,
+        *,
+        call: bool = False,
     ) -> list[ResultSet]:
         deadline = asyncio.timeout(timeout)
         pool: aioodbc.Pool | None = None
@@ -191,18 +210,34 @@ class OdbcDriver:
                 raw = conn._conn  # aioodbc has no public accessor; we drive pyodbc in one thread call
                 dialect = await self._get_dialect(raw)
                 sql, values = build(dialect)
+                probe = _TLS_PROBES.get(dialect.style)
+                if call and self.tls_minimum is TlsState.PLAINTEXT:
+                    probe = None  # no policy to enforce: spare the round trip
                 # pyodbc gives a cursor the connection's timeout when the cursor is made: set it first.
                 with contextlib.suppress(pyodbc.Error):  # not every driver supports it (psqlODBC)
                     raw.timeout = math.ceil(timeout) + 2  # driver-side backstop; ours fires first
                 cursor = await self._in_thread(raw.cursor)
-                work = asyncio.ensure_future(self._in_thread(_execute_all, cursor, sql, list(values)))
+                minimum = self.tls_minimum if call else TlsState.PLAINTEXT
+                work = asyncio.ensure_future(
+                    self._in_thread(_probe_and_execute, cursor, probe, minimum, sql, list(values))
+                )
                 try:
-                    sets: list[ResultSet] = await asyncio.shield(work)
+                    outcome: tuple[TlsState, list[ResultSet] | None] = await asyncio.shield(work)
                 except (TimeoutError, asyncio.CancelledError):
                     await self._abandon(conn, raw, cursor, work)
                     conn = None
                     raise
                 keep = True
+                state, sets = outcome
+                if probe is not None or (call and self.tls_minimum is not TlsState.PLAINTEXT):
+                    self._tls = state
+                if sets is None:
+                    raise ProcedureError(
+                        Reason.TLS_REFUSED,
+                        f"{procedure}: not called: the link is {state}, the endpoint's TLS policy requires "
+                        f"{self.tls_minimum}",
+                        procedure=procedure,
+                    )
                 return sets
         except TimeoutError:
             raise deadline_error(
@@ -303,6 +338,26 @@ def _procedure_columns(raw: Any, bare: str, schema: str | None) -> list[tuple[st
         return out
     finally:
         cur.close()
+
+
+def _probe_and_execute(
+    cursor: Any, probe: str | None, minimum: TlsState, sql: str, values: list[object]
+) -> tuple[TlsState, list[ResultSet] | None]:
+    """Runs in a worker thread: the TLS probe, then the statement unless the link is below `minimum`."""
+    state = TlsState.UNKNOWN
+    if probe is not None:
+        cursor.execute(probe)
+        row = cursor.fetchone()
+        while cursor.nextset():
+            pass
+        if row is not None:
+            encrypted = row[-1] not in (None, "", 0, "0", False, "f", "false")
+            state = TlsState.ENCRYPTED if encrypted else TlsState.PLAINTEXT
+    if not satisfies(state, minimum):
+        with contextlib.suppress(pyodbc.Error):
+            cursor.close()
+        return state, None
+    return state, _execute_all(cursor, sql, values)
 
 
 def _execute_all(cursor: Any, sql: str, values: list[object]) -> list[ResultSet]:
