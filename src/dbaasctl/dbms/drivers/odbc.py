@@ -61,7 +61,10 @@ _DRIVER_STATES = {"IM002", "IM003", "IM004", "IM005", "IM006"}
 _TLS_PROBES = {
     "postgres": "SELECT ssl FROM pg_catalog.pg_stat_ssl WHERE pid = pg_catalog.pg_backend_pid()",
     "mysql": "SHOW SESSION STATUS LIKE 'Ssl_cipher'",
+    # needs VIEW SERVER STATE; without it the state stays unknown (not exercised against SQL Server here)
+    "sqlserver": "SELECT encrypt_option FROM sys.dm_exec_connections WHERE session_id = @@SPID",
 }
+_NOT_ENCRYPTED = {"", "0", "f", "false", "none"}
 _SQL_PARAM_INPUT, _SQL_PARAM_INPUT_OUTPUT, _SQL_RESULT_COL, _SQL_PARAM_OUTPUT, _SQL_RETURN_VALUE = (
     1,
     2,
@@ -346,12 +349,15 @@ def _probe_and_execute(
     """Runs in a worker thread: the TLS probe, then the statement unless the link is below `minimum`."""
     state = TlsState.UNKNOWN
     if probe is not None:
-        cursor.execute(probe)
-        row = cursor.fetchone()
-        while cursor.nextset():
-            pass
+        try:
+            cursor.execute(probe)
+            row = cursor.fetchone()
+            while cursor.nextset():
+                pass
+        except pyodbc.ProgrammingError:  # e.g. no permission to read the view: the state stays unknown
+            row = None
         if row is not None:
-            encrypted = row[-1] not in (None, "", 0, "0", False, "f", "false")
+            encrypted = str(row[-1]).strip().lower() not in _NOT_ENCRYPTED
             state = TlsState.ENCRYPTED if encrypted else TlsState.PLAINTEXT
     if not satisfies(state, minimum):
         with contextlib.suppress(pyodbc.Error):
