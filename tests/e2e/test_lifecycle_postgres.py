@@ -476,6 +476,35 @@ def test_endpoint_missing_then_declared(env: Env) -> None:
     assert can_login(env.creds(ns, "late-credentials"))
 
 
+def test_tls_policy_refuses_a_plaintext_endpoint_then_relaxed(env: Env) -> None:
+    ns = env.apps[1]
+    key = f"pg-{env.suffix}"
+    env.endpoints[key] = [
+        *env.endpoints[key],
+        {"name": "pg-strict", "dsn": env.dsn, "tls": {"minimum": "encrypted"}},
+    ]
+    env.apply_config()
+    env.create("strict", ns, "pg-strict")
+    db = env.obs.wait_db(ns, "strict", "False", "EndpointUnavailable")
+    assert "TlsRefused" in Observer.ready_of(db)[2]  # type: ignore[index]
+    _no_dbms_call(env, ns, "strict")
+
+    def refused() -> dict[str, Any] | None:
+        config = env.kube.kubectl_json("get", "operatorconfig", "-n", env.system, "dbaasctl")
+        conditions = {c["type"]: c for c in (config.get("status") or {}).get("conditions") or []}
+        encrypted = conditions.get("Encrypted") or {}
+        return encrypted if encrypted.get("reason") == "TlsPolicyRefused" else None
+
+    condition = env.obs.wait("Encrypted=False TlsPolicyRefused on the OperatorConfig", refused)
+    assert condition["status"] == "False"
+    assert "pg-strict (plaintext, needs encrypted)" in condition["message"]
+    env.endpoints[key] = [
+        {**e, "tls": {"minimum": "plaintext"}} if e["name"] == "pg-strict" else e for e in env.endpoints[key]
+    ]
+    env.apply_config()
+    env.obs.wait_db(ns, "strict", "True", "Provisioned", timeout=120)
+
+
 def test_class_missing_then_created(env: Env) -> None:
     ns = env.apps[1]
     env.create("classless", ns, "pg-noclass")
