@@ -119,3 +119,26 @@ async def test_odbc_driver_that_cannot_load_is_a_driver_problem_and_leaves_the_e
         assert reg.health()["odbc"].healthy is False
     finally:
         await reg.close()
+
+
+async def test_open_circuit_still_names_the_cause(pg: PostgresServer) -> None:
+    """After a refused login the endpoint is down; calls fail fast and still say authentication failed."""
+    reg = EndpointRegistry(registry=CollectorRegistry())
+    try:
+        bad = pg.dsn_for(DB, password="not-the-Password-1")
+        await reg.apply([EndpointSpec("pg", "postgres", bad, keepalive=0, connect_timeout=5)])
+        with pytest.raises(ProcedureError) as first:
+            await reg.run("pg", "cl.echo", {"a": "x"}, expect_rows=True)
+        assert first.value.reason is Reason.AUTHENTICATION_FAILED
+        health = reg.health()["pg"]
+        assert health.healthy is False
+        assert health.last_error
+        assert "password authentication failed" in health.last_error
+        with pytest.raises(ProcedureError) as fast:
+            await reg.run("pg", "cl.echo", {"a": "x"}, expect_rows=True)
+        assert fast.value.reason is Reason.ENDPOINT_DOWN
+        assert "AuthenticationFailed" in fast.value.message
+        assert fast.value.sqlstate == "28P01"
+        assert "not-the-Password-1" not in str(fast.value)
+    finally:
+        await reg.close()

@@ -139,6 +139,7 @@ class _Endpoint:
         self.health = EndpointHealth(endpoint=spec.name, healthy=None)
         self.retry_at = 0.0  # registry clock: when an open circuit lets the next probe call through
         self.probing = False
+        self.cause: DbmsError | None = None  # why it went down, named again while the circuit is open
         self.apply_tls_policy()
 
     def reconfigure(self, spec: EndpointSpec) -> None:
@@ -357,6 +358,7 @@ class EndpointRegistry:
         try:
             await ep.driver.ping(timeout)
         except DbmsError as exc:
+            ep.cause = exc
             self._set_health(ep, False, exc.message)
         else:
             self._set_health(ep, True, None)  # stays down when the link breaks the TLS policy
@@ -371,10 +373,12 @@ class EndpointRegistry:
             return
         now = self._clock()
         if ep.probing or now < ep.retry_at:
+            cause = f"{ep.cause.reason}: " if ep.cause is not None else ""
             raise ProcedureError(
                 Reason.ENDPOINT_DOWN,
-                f"endpoint {ep.spec.name!r} is down ({ep.health.last_error or 'unreachable'}); not called, "
-                f"next attempt in {max(0.0, ep.retry_at - now):.1f}s or when a keepalive check succeeds",
+                f"endpoint {ep.spec.name!r} is down ({cause}{ep.health.last_error or 'unreachable'}); not "
+                f"called, next attempt in {max(0.0, ep.retry_at - now):.1f}s or when a keepalive check succeeds",
+                sqlstate=ep.cause.sqlstate if ep.cause is not None else None,
             )
         ep.probing = True  # half-open: this call is the probe, every other one still fails fast
 
@@ -423,6 +427,7 @@ class EndpointRegistry:
                 except DbmsError as exc:
                     result = str(exc.reason)
                     if exc.reason in ENDPOINT_REASONS:
+                        ep.cause = exc
                         self._set_health(ep, False, exc.message)
                     elif (
                         exc.reason is not Reason.INVALID_CLASS and exc.reason is not Reason.OPERATION_TIMEOUT
