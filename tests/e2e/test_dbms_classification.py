@@ -142,3 +142,20 @@ async def test_open_circuit_still_names_the_cause(pg: PostgresServer) -> None:
         assert "not-the-Password-1" not in str(fast.value)
     finally:
         await reg.close()
+
+
+async def test_sqlserver_without_its_odbc_driver_is_a_driver_problem(odbc_drivers: OdbcDrivers) -> None:
+    """No SQL Server runs here; what ODBC can show is the driver manager's answer for a missing driver."""
+    dsn = "sqlserver://sa:mssql-Secret-3@127.0.0.1:1/master?driver=ODBC%20Driver%2018%20for%20SQL%20Server"
+    reg = EndpointRegistry(registry=CollectorRegistry())
+    try:
+        await reg.apply([EndpointSpec("mssql", "sqlserver", dsn, keepalive=0, connect_timeout=3)])
+        health = await reg.check("mssql")
+        assert health.healthy is False
+        with pytest.raises(ProcedureError) as err:
+            await reg.run("mssql", "dbo.create_db", {"k8sName": "x"}, expect_rows=True)
+        assert err.value.reason in (Reason.ENDPOINT_DOWN, Reason.DRIVER_UNAVAILABLE)
+        assert "DriverUnavailable" in str(err.value)
+        assert "mssql-Secret-3" not in str(err.value) + (health.last_error or "")
+    finally:
+        await reg.close()
