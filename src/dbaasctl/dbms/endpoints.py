@@ -14,7 +14,9 @@ hammered by every retrying Database; a successful probe or keepalive ping closes
 
 Each ping also reads the link's real TLS state (dbaasctl.dbms.tls) into health and a metric; a link
 weaker than the endpoint's `tls_minimum` makes the endpoint unusable (`TlsRefused`, no procedure call),
-and a plaintext link is logged as a warning whenever it is first seen. Errors shown in health, logs and metrics are redacted; metric labels are endpoint names,
+and a plaintext link is logged as a warning whenever it is first seen.
+
+Errors shown in health, logs and metrics are redacted; metric labels are endpoint names,
 operation names and reasons only.
 """
 
@@ -304,6 +306,8 @@ class EndpointRegistry:
         changed = previous.healthy is not healthy
         if not healthy:
             ep.retry_at = self._clock() + self._cooldown
+        else:
+            ep.cause = None
         ep.health = EndpointHealth(
             endpoint=ep.spec.name,
             healthy=healthy,
@@ -364,13 +368,14 @@ class EndpointRegistry:
             self._set_health(ep, True, None)  # stays down when the link breaks the TLS policy
         return ep.health
 
-    def _refuse_early(self, ep: _Endpoint) -> None:
-        """TLS policy and circuit breaker: raise without a DBMS call, or let this call through."""
+    def _refuse_early(self, ep: _Endpoint) -> bool:
+        """TLS policy and circuit breaker: raise without a DBMS call, or let this call through (True
+        when it goes through as the half-open probe)."""
         problem = ep.tls_problem()
         if problem is not None:
             raise ProcedureError(Reason.TLS_REFUSED, f"endpoint {ep.spec.name!r} not used: {problem}")
         if ep.health.healthy is not False:
-            return
+            return False
         now = self._clock()
         if ep.probing or now < ep.retry_at:
             cause = f"{ep.cause.reason}: " if ep.cause is not None else ""
@@ -381,6 +386,7 @@ class EndpointRegistry:
                 sqlstate=ep.cause.sqlstate if ep.cause is not None else None,
             )
         ep.probing = True  # half-open: this call is the probe, every other one still fails fast
+        return True
 
     # ---- operations -------------------------------------------------------------------------------
     def _get(self, endpoint: str) -> _Endpoint:
@@ -406,11 +412,10 @@ class EndpointRegistry:
             )
         driver = ep.driver
         try:
-            self._refuse_early(ep)
+            probe = self._refuse_early(ep)
         except ProcedureError as exc:
             self._metrics.operations.labels(endpoint, operation, str(exc.reason)).inc()
             raise
-        probe = ep.probing
         ep.inflight += 1
         ep.idle.clear()
         try:
