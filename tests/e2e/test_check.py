@@ -132,10 +132,11 @@ def test_check_reports_unreachable_endpoint_and_missing_secret(
     paths = _write(tmp_path, servers, _class("postgres"), _class("mariadb"))
     (tmp_path / "secret.yaml").write_text("")  # the DSN Secret is not given
     config = (tmp_path / "config.yaml").read_text()
-    (tmp_path / "config.yaml").write_text(config.replace(f":{servers[0].port}/", f":{_free_port()}/"))
+    port = _free_port()
+    (tmp_path / "config.yaml").write_text(config.replace(f":{servers[0].port}/", f":{port}/"))
     code = main(["check", *paths, "--timeout", "5"])
     out = capsys.readouterr()
     assert code == 1
-    assert "cannot reach the DBMS" in out.out
-    assert "DSN Secret maria-dsn/dsn not given" in out.out
+    assert f"cannot reach the DBMS at 127.0.0.1:{port}" in out.out  # the host is named
+    assert "DSN Secret maria-dsn key dsn not found" in out.out
     assert servers[0].admin_password not in out.out + out.err
