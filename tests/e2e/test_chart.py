@@ -420,6 +420,9 @@ def test_aggregated_roles_reach_edit_and_view(control_plane: KubeTools, crds: Pa
     assert can_i(dev, "delete", DB, "-n", namespace)
     assert poll(lambda: can_i(auditor, "list", DB, "-n", namespace), 60)
     assert not can_i(auditor, "create", DB, "-n", namespace)
-    assert not can_i(dev, "list", OC, "-n", namespace)
+    # Listing OperatorConfigs in their namespace lets `kubectl get dbaas` work; writing them does not.
+    assert can_i(dev, "list", OC, "-n", namespace)
+    assert not can_i(dev, "create", OC, "-n", namespace)
+    assert not can_i(dev, "list", "secrets", "-n", namespace)
     kube.helm("uninstall", "rel", "-n", namespace)
     assert poll(lambda: not can_i(dev, "create", DB, "-n", namespace), 60)
