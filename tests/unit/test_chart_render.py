@@ -225,6 +225,39 @@ def test_schema_rejects_unknown_and_invalid_values() -> None:
     assert "pullPolicy" in render_error("image.pullPolicy=Sometimes")
 
 
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        ("operationTimeout=60 seconds", "operationTimeout"),
+        ("rps=-1", "rps"),
+        ("burst=10001", "burst"),
+        ("maxConcurrentOperations=1.5", "maxConcurrentOperations"),
+        ("allowedNamespaces.selector.matchExpressions[0].operator=Maybe", "operator"),
+        ("allowedNamespces.names[0]=x", "allowedNamespces"),
+    ],
+)
+def test_schema_refuses_endpoint_values_the_api_server_would(value: str, where: str) -> None:
+    """Caught by `helm install` before anything is applied, not by the API server mid-release."""
+    base = [
+        "operatorConfig.dbms[0].databaseClassName=c",
+        "operatorConfig.dbms[0].endpoints[0].name=pg-a",
+        "operatorConfig.dbms[0].endpoints[0].dsn=postgresql://h/x",
+    ]
+    assert render(*base)
+    assert where in render_error(*base, f"operatorConfig.dbms[0].endpoints[0].{value}")
+
+
+def test_schema_refuses_invalid_database_classes() -> None:
+    base = ["databaseClasses[0].name=c", "databaseClasses[0].spec.operations.create.name=c"]
+    assert "operations" in render_error(*base, "databaseClasses[0].spec.driver=postgres")
+    full = [*base, "databaseClasses[0].spec.operations.delete.name=d"]
+    assert render(*full, "databaseClasses[0].spec.driver=postgres")
+    assert "driver" in render_error(*full, "databaseClasses[0].spec.driver=oracle")
+    assert "interval" in render_error(
+        *full, "databaseClasses[0].spec.driver=postgres", "databaseClasses[0].spec.rotation.interval=30 days"
+    )
+
+
 # --- wiring: labels, selectors, ports -------------------------------------------------------------
 
 
@@ -643,13 +676,18 @@ def test_database_class_templates_pass_through_verbatim() -> None:
 
 def test_database_classes_survive_uninstall_by_default() -> None:
     cls = {"name": "keep-me", "spec": {"driver": "postgres"}}
-    docs = render("databaseClasses[0].name=keep-me", "databaseClasses[0].spec.driver=postgres")
+    valid = (
+        "databaseClasses[0].spec.operations.create.name=c",
+        "databaseClasses[0].spec.operations.delete.name=d",
+    )
+    docs = render("databaseClasses[0].name=keep-me", "databaseClasses[0].spec.driver=postgres", *valid)
     assert only(docs, "DatabaseClass", cls["name"])["metadata"]["annotations"] == {
         "helm.sh/resource-policy": "keep"
     }
     docs = render(
         "databaseClasses[0].name=keep-me",
         "databaseClasses[0].spec.driver=postgres",
+        *valid,
         "keepDatabaseClassesOnUninstall=false",
     )
     assert "annotations" not in only(docs, "DatabaseClass", "keep-me")["metadata"]
