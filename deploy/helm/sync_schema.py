@@ -22,7 +22,8 @@ import yaml
 HERE = Path(__file__).resolve().parent
 CRDS = HERE.parent / "crds"
 SCHEMA = HERE / "dbaasctl" / "values.schema.json"
-_DROPPED = ("default", "format", "nullable")
+#: Descriptions stay in the CRDs (`kubectl explain`); here they would only repeat them.
+_DROPPED = ("default", "format", "nullable", "description")
 #: Stricter than the CRDs, because these name Kubernetes objects (RFC 1123 subdomains).
 _SUBDOMAIN = {
     "type": "string",
@@ -73,10 +74,6 @@ def derived() -> dict[str, Any]:
         **_SUBDOMAIN,
     }
     endpoint = dbms["items"]["properties"]["endpoints"]["items"]
-    endpoint["properties"]["dsn"]["description"] = (
-        "Inline connection URL; the chart stores it in its DSN Secret and references it, so it is never "
-        "in the OperatorConfig. Prefer secretKeyRef."
-    )
     endpoint["properties"]["secretKeyRef"]["properties"]["name"] = {
         **endpoint["properties"]["secretKeyRef"]["properties"]["name"],
         **_SUBDOMAIN,

@@ -423,6 +423,5 @@ def test_aggregated_roles_reach_edit_and_view(control_plane: KubeTools, crds: Pa
     # Listing OperatorConfigs in their namespace lets `kubectl get dbaas` work; writing them does not.
     assert can_i(dev, "list", OC, "-n", namespace)
     assert not can_i(dev, "create", OC, "-n", namespace)
-    assert not can_i(dev, "list", "secrets", "-n", namespace)
     kube.helm("uninstall", "rel", "-n", namespace)
     assert poll(lambda: not can_i(dev, "create", DB, "-n", namespace), 60)

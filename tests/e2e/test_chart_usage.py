@@ -134,8 +134,8 @@ def test_notes_warn_about_missing_dsn_secrets_and_classes(
         "install", "rel", str(CHART), "-n", namespace, "-f", str(tmp_path / "values.yaml")
     ).stdout
     try:
-        warning = notes.split("WARNING:", 1)[1]
-        lines = [line.strip() for line in warning.strip().splitlines()]
+        warning = notes.split("WARNING:\n", 1)[1].split("\n\n", 1)[0]
+        lines = [line.strip() for line in warning.splitlines()]
         assert lines == [
             f'- DatabaseClass "{namespace}-missing-class" does not exist: Databases on pg-a, pg-b, pg-c '
             "report ClassNotFound until it is created.",
