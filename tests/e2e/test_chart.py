@@ -214,6 +214,8 @@ def test_install_upgrade_uninstall(
         ("serviceaccount", "rel-dbaasctl"),
         ("role", "rel-dbaasctl"),
         ("rolebinding", "rel-dbaasctl"),
+        ("role", "rel-dbaasctl-catalog"),
+        ("rolebinding", "rel-dbaasctl-catalog"),
         ("service", "rel-dbaasctl-metrics"),
         ("poddisruptionbudget", "rel-dbaasctl"),
         ("operatorconfig", "rel-dbaasctl"),
@@ -228,6 +230,8 @@ def test_install_upgrade_uninstall(
         ("clusterrolebinding", f"{namespace}-rel-dbaasctl"),
         ("clusterrole", f"{namespace}-rel-dbaasctl-edit"),
         ("clusterrole", f"{namespace}-rel-dbaasctl-view"),
+        ("clusterrole", f"{namespace}-rel-dbaasctl-catalog"),
+        ("clusterrolebinding", f"{namespace}-rel-dbaasctl-catalog"),
     ]:
         assert kube.kubectl("get", kind, name, check=False).returncode != 0, (
             f"{kind}/{name} survived uninstall"

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from testbed.state import STATE_DIR, STATE_FILE, running_demo
+from testbed.state import STATE_DIR, STATE_FILE, alive, running_demo
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -77,15 +77,14 @@ def _cluster_up(_: argparse.Namespace) -> int:
 def _stop(pid: int, what: str) -> int:
     """SIGTERM, then wait: the process cleans up after itself (servers, temp directories)."""
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 90
+    print(f"stopping {what} (pid {pid}) ...", flush=True)
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except OSError:
+        if not alive(pid):
             print(f"{what} stopped")
             return 0
         time.sleep(0.3)
-    print(f"{what} (pid {pid}) did not stop within 90s; kill it with: kill -9 {pid}", file=sys.stderr)
+    print(f"{what} (pid {pid}) did not stop within 180s; kill it with: kill -9 {pid}", file=sys.stderr)
     return 1
 
 

@@ -152,12 +152,20 @@ def run_demo(keep: bool) -> int:
         return 1
     finally:
         _step("cleaning up")
+        t0 = time.monotonic()
         if operator is not None:
             operator.stop()
+        t1 = time.monotonic()
         if pg is not None:
             pg.close()
+        t2 = time.monotonic()
         if cluster is not None:
             cluster.stop()
+        print(
+            f"    stopped the operator in {t1 - t0:.0f}s, PostgreSQL in {t2 - t1:.0f}s, "
+            f"the control plane in {time.monotonic() - t2:.0f}s",
+            flush=True,
+        )
         unregister_demo()
         if kept and operator is not None:
             print(f"operator log kept: {operator.log_path}", flush=True)

@@ -11,12 +11,14 @@ STATE_FILE = STATE_DIR / "state.json"
 DEMO_FILE = STATE_DIR / "demo.json"
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Running, and not a zombie its parent has yet to reap (kill(pid, 0) succeeds on those)."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except OSError:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
         return False
-    return True
 
 
 def register_demo(kubeconfig: Path, operator_log: Path) -> None:
@@ -37,6 +39,6 @@ def running_demo() -> dict[str, str] | None:
     """The kept demo's record while its process lives."""
     try:
         record: dict[str, str] = json.loads(DEMO_FILE.read_text(encoding="utf-8"))
-        return record if _alive(int(record["pid"])) else None
+        return record if alive(int(record["pid"])) else None
     except (OSError, ValueError, KeyError):
         return None
