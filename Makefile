@@ -13,7 +13,7 @@ export PYTHONPATH := $(CURDIR)/tests/e2e:$(CURDIR)
 .PHONY: help setup system-packages venv testbed-binaries lint fmt test test-unit test-e2e cluster-up cluster-down demo bench soak clean
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 setup: system-packages venv ## install missing Debian packages (as root) and the Python environment
 
@@ -43,14 +43,14 @@ lint: venv ## ruff check, ruff format --check, mypy --strict src
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy --strict src
 
-fmt: venv
+fmt: venv ## format and auto-fix with ruff
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test-unit: venv
+test-unit: venv ## unit tests only (no test bed)
 	$(PY) -m pytest tests/unit -q
 
-test-e2e: setup testbed-binaries
+test-e2e: setup testbed-binaries ## end-to-end tests against the real test bed
 	$(PY) -m pytest tests/e2e -q
 
 test: setup testbed-binaries lint ## everything: lint, unit and e2e tests against the real test bed
@@ -71,5 +71,5 @@ bench: setup testbed-binaries ## benchmarks (not part of make test; BENCH_ARGS=-
 soak: setup testbed-binaries ## the reliability suite at a larger scale
 	DBAASCTL_SOAK=1 $(PY) -m pytest tests/e2e -q -k reliability
 
-clean:
+clean: ## remove the venv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info src/*.egg-info

@@ -25,6 +25,7 @@ from typing import Any
 
 from dbaasctl import __version__
 from dbaasctl.api.database import API_VERSION
+from dbaasctl.connect import KubeconfigError, open_client
 from dbaasctl.controller import secrets as owned
 from dbaasctl.controller.admission import Admission
 from dbaasctl.controller.config import CONFIG_KEY, OPERATOR_CONFIGS, ConfigReconciler, ConfigState
@@ -277,7 +278,11 @@ async def run(settings: Settings) -> int:
         API_VERSION,
         extra={"settings": describe(settings), "operator_namespace": namespace},
     )
-    client = await KubeClient.from_config(settings.kubeconfig)
+    try:
+        client = await open_client(settings.kubeconfig)
+    except KubeconfigError as exc:
+        log.error("%s", exc)
+        return 2
     operator = Operator(client, settings, namespace)
     return await operator.manager.run()
 

@@ -115,6 +115,9 @@ def install(kube: KubeTools, namespace: str, dbms: str, dsn: str, tmp_path: Path
         },
         "databaseClasses": [{"name": class_name, "spec": class_spec(dbms)}],
         "keepDatabaseClassesOnUninstall": False,
+        # The catalogue grant (read DatabaseClasses) reaches every authenticated user, the operator's
+        # ServiceAccount included; without it, the operator's own rules must stand alone.
+        "rbac": {"catalogReaders": []},
     }
     path = tmp_path / "values.yaml"
     path.write_text(yaml.safe_dump(values), encoding="utf-8")

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from dbaasctl.cli import main
+from testbed.controlplane import KubeTools
 from testbed.dbms import MariaDBServer, PostgresServer, _free_port
 from testbed.fixtures_dbms import SAMPLES
 
@@ -132,10 +133,80 @@ def test_check_reports_unreachable_endpoint_and_missing_secret(
     paths = _write(tmp_path, servers, _class("postgres"), _class("mariadb"))
     (tmp_path / "secret.yaml").write_text("")  # the DSN Secret is not given
     config = (tmp_path / "config.yaml").read_text()
-    (tmp_path / "config.yaml").write_text(config.replace(f":{servers[0].port}/", f":{_free_port()}/"))
+    port = _free_port()
+    (tmp_path / "config.yaml").write_text(config.replace(f":{servers[0].port}/", f":{port}/"))
     code = main(["check", *paths, "--timeout", "5"])
     out = capsys.readouterr()
     assert code == 1
-    assert "cannot reach the DBMS" in out.out
-    assert "DSN Secret maria-dsn/dsn not given" in out.out
+    assert f"cannot reach the DBMS at 127.0.0.1:{port}" in out.out  # the host is named
+    assert "DSN Secret maria-dsn key dsn not found" in out.out
     assert servers[0].admin_password not in out.out + out.err
+
+
+def test_check_reads_the_live_cluster(
+    servers: Any,
+    control_plane: KubeTools,
+    crds: Path,
+    namespace: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`dbaasctl check --kubeconfig K -n NS`: the deployed config, classes and DSN Secrets, no YAML export."""
+    pg, maria = servers
+    suffix = namespace.rsplit("-", 1)[-1]
+    pg_class, maria_class = _class("postgres"), _class("mariadb")
+    pg_class["metadata"]["name"] = f"check-live-pg-{suffix}"
+    maria_class["metadata"]["name"] = f"check-live-maria-{suffix}"
+    config = {
+        "apiVersion": "dbaasctl.io/v1",
+        "kind": "OperatorConfig",
+        "metadata": {"name": "dbaasctl", "namespace": namespace},
+        "spec": {
+            "dbms": [
+                {
+                    "databaseClassName": pg_class["metadata"]["name"],
+                    "endpoints": [{"name": "pg", "secretKeyRef": {"name": "pg-dsn", "key": "dsn"}}],
+                },
+                {
+                    "databaseClassName": maria_class["metadata"]["name"],
+                    "endpoints": [{"name": "maria", "secretKeyRef": {"name": "maria-dsn", "key": "dsn"}}],
+                },
+            ]
+        },
+    }
+    secrets = [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": namespace},
+            "stringData": {"dsn": server.dsn_for(DB)},
+        }
+        for name, server in (("pg-dsn", pg), ("maria-dsn", maria))
+    ]
+    docs = [pg_class, maria_class, config, *secrets]
+    control_plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+    try:
+        code = main(["check", "--kubeconfig", str(control_plane.kubeconfig), "-n", namespace])
+        out = capsys.readouterr()
+        assert code == 0, out.out + out.err
+        lines = [line for line in out.out.splitlines()[1:] if line.strip()]
+        assert len(lines) == 6, out.out
+        assert all("  ok  " in line for line in lines), out.out
+        assert pg.admin_password not in out.out + out.err
+
+        # A file replaces the live object of the same name: try a changed class against the live endpoints.
+        pg_class["spec"]["operations"]["rotate"]["name"] = "dbaas.rotate_pasword"
+        changed = Path(control_plane.scratch) / f"changed-{suffix}.yaml"
+        changed.write_text(yaml.safe_dump(pg_class))
+        code = main(
+            ["check", "--kubeconfig", str(control_plane.kubeconfig), "-n", namespace, "-f", str(changed)]
+        )
+        out = capsys.readouterr()
+        assert code == 1
+        assert "dbaas.rotate_pasword not found" in out.out
+        assert "warning" not in out.err  # replacing a live object is the point, not a duplicate
+
+        assert main(["check", "--kubeconfig", str(control_plane.kubeconfig), "-n", "no-such-ns"]) == 2
+        assert "no OperatorConfig in namespace no-such-ns" in capsys.readouterr().err
+    finally:
+        for doc in (pg_class, maria_class):
+            control_plane.kubectl("delete", "databaseclass", doc["metadata"]["name"], check=False)

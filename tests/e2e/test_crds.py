@@ -170,7 +170,7 @@ def test_status_subresource_and_printer_columns(crds: Path, kubectl: Kubectl, na
     patch = json.dumps({"status": status.to_api(), "spec": {"endpoint": "ignored-through-status"}})
     kubectl("patch", "db", "cols", "-n", namespace, "--subresource=status", "--type=merge", "-p", patch)
     out = kubectl("get", "db", "cols", "-n", namespace).stdout.splitlines()
-    assert out[0].split() == ["NAME", "READY", "REASON", "ENDPOINT", "SECRET", "AGE"]
+    assert out[0].split() == ["NAME", "READY", "REASON", "ENDPOINT", "SECRET", "DELETING", "AGE"]
     assert out[1].split()[:5] == ["cols", "True", "Provisioned", "maria-eu", "cols-credentials"]
     db = Database.model_validate(get_json(kubectl, "db", "cols", "-n", namespace))
     assert db.spec.endpoint == "maria-eu"  # the status subresource does not write spec
@@ -185,6 +185,9 @@ def test_explain_shows_descriptions(crds: Path, kubectl: Kubectl) -> None:
     assert "Immutable" in out
     assert "stored procedure" in kubectl("explain", "dbc.spec.operations").stdout
     assert "Prefer secretKeyRef" in kubectl("explain", "operatorconfig.spec.dbms.endpoints.dsn").stdout
+    retain = " ".join(kubectl("explain", "db.spec.deletionPolicy").stdout.split())
+    assert "the database and the Secret are kept" in retain
+    assert "only removes the Secret" not in retain
 
 
 CLASS_SPEC: dict[str, Any] = {

@@ -194,7 +194,7 @@ def test_create_becomes_ready_with_working_credentials(env: Env) -> None:
     env.kube.kubectl("wait", "--for=condition=Ready", "-n", ns, "db/orders", "--timeout=60s")
 
     table = env.kube.kubectl("get", "db", "-n", ns).stdout.splitlines()
-    assert table[0].split() == ["NAME", "READY", "REASON", "ENDPOINT", "SECRET", "AGE"]
+    assert table[0].split() == ["NAME", "READY", "REASON", "ENDPOINT", "SECRET", "DELETING", "AGE"]
     assert table[1].split()[:5] == ["orders", "True", "Provisioned", "pg", "orders-credentials"]
 
     db = env.obs.db(ns, "orders")

@@ -195,8 +195,13 @@ def test_crd_shape(filename: str) -> None:
 
 def test_database_printer_columns() -> None:
     crd = yaml.safe_load((CRDS / "databases.dbaasctl.io.yaml").read_text(encoding="utf-8"))
-    columns = [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]]
-    assert columns == ["Ready", "Reason", "Endpoint", "Secret", "Age"]
+    printed = crd["spec"]["versions"][0]["additionalPrinterColumns"]
+    columns = [c["name"] for c in printed if not c.get("priority")]
+    assert columns == ["Ready", "Reason", "Endpoint", "Secret", "Deleting", "Age"]
+    wide = [c for c in printed if c.get("priority")]
+    assert [(c["name"], c["priority"], c["jsonPath"]) for c in wide] == [
+        ("Message", 1, '.status.conditions[?(@.type=="Ready")].message')
+    ]
     assert crd["spec"]["names"]["shortNames"] == ["db"]
 
 

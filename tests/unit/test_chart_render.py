@@ -57,12 +57,14 @@ def helm_bin() -> str | None:
     return None
 
 
-def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def helm(*args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     binary = helm_bin()
     if binary is None:
         pytest.skip("helm is not built yet: run `make testbed-binaries`")
     env = {**os.environ, "HELM_CACHE_HOME": "/nonexistent", "HELM_CONFIG_HOME": "/nonexistent"}
-    proc = subprocess.run([binary, *args], capture_output=True, text=True, env=env, timeout=120, check=False)
+    proc = subprocess.run(
+        [binary, *args], capture_output=True, text=True, env=env, timeout=120, check=False, cwd=cwd
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)} failed:\n{proc.stderr}")
     return proc
@@ -168,7 +170,12 @@ METRICS_AUTH_RULES = grants("authentication.k8s.io", ["tokenreviews"], ["create"
 
 
 def operator_cluster_role(docs: list[Doc]) -> Doc:
-    binding = only(docs, "ClusterRoleBinding", only(docs, "ClusterRoleBinding")["metadata"]["name"])
+    """The ClusterRole bound to the operator's ServiceAccount."""
+    (binding,) = [
+        b
+        for b in of_kind(docs, "ClusterRoleBinding")
+        if any(s.get("kind") == "ServiceAccount" for s in b["subjects"])
+    ]
     return only(docs, "ClusterRole", binding["roleRef"]["name"])
 
 
@@ -216,6 +223,39 @@ def test_schema_rejects_unknown_and_invalid_values() -> None:
     assert "replicaCnt" in render_error("replicaCnt=2")
     assert "logLevel" in render_error("operator.logLevel=verbose")
     assert "pullPolicy" in render_error("image.pullPolicy=Sometimes")
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        ("operationTimeout=60 seconds", "operationTimeout"),
+        ("rps=-1", "rps"),
+        ("burst=10001", "burst"),
+        ("maxConcurrentOperations=1.5", "maxConcurrentOperations"),
+        ("allowedNamespaces.selector.matchExpressions[0].operator=Maybe", "operator"),
+        ("allowedNamespces.names[0]=x", "allowedNamespces"),
+    ],
+)
+def test_schema_refuses_endpoint_values_the_api_server_would(value: str, where: str) -> None:
+    """Caught by `helm install` before anything is applied, not by the API server mid-release."""
+    base = [
+        "operatorConfig.dbms[0].databaseClassName=c",
+        "operatorConfig.dbms[0].endpoints[0].name=pg-a",
+        "operatorConfig.dbms[0].endpoints[0].dsn=postgresql://h/x",
+    ]
+    assert render(*base)
+    assert where in render_error(*base, f"operatorConfig.dbms[0].endpoints[0].{value}")
+
+
+def test_schema_refuses_invalid_database_classes() -> None:
+    base = ["databaseClasses[0].name=c", "databaseClasses[0].spec.operations.create.name=c"]
+    assert "operations" in render_error(*base, "databaseClasses[0].spec.driver=postgres")
+    full = [*base, "databaseClasses[0].spec.operations.delete.name=d"]
+    assert render(*full, "databaseClasses[0].spec.driver=postgres")
+    assert "driver" in render_error(*full, "databaseClasses[0].spec.driver=oracle")
+    assert "interval" in render_error(
+        *full, "databaseClasses[0].spec.driver=postgres", "databaseClasses[0].spec.rotation.interval=30 days"
+    )
 
 
 # --- wiring: labels, selectors, ports -------------------------------------------------------------
@@ -387,7 +427,7 @@ def test_cluster_role_is_least_privilege() -> None:
     assert rule_set(role["rules"]) == DATABASE_RULES | CLUSTER_ONLY_RULES
     for rule in role["rules"]:
         assert "*" not in rule.get("verbs", []) + rule.get("resources", []) + rule.get("apiGroups", [])
-    binding = only(docs, "ClusterRoleBinding")
+    binding = only(docs, "ClusterRoleBinding", "ops-rel-dbaasctl")
     assert binding["subjects"] == [
         {
             "kind": "ServiceAccount",
@@ -396,10 +436,11 @@ def test_cluster_role_is_least_privilege() -> None:
         }
     ]
     # No metrics reader, no TokenReview/SubjectAccessReview without secure metrics.
-    assert [r["metadata"]["name"] for r in of_kind(docs, "ClusterRole")] == [
+    assert sorted(r["metadata"]["name"] for r in of_kind(docs, "ClusterRole")) == [
+        "ops-rel-dbaasctl",
+        "ops-rel-dbaasctl-catalog",
         "ops-rel-dbaasctl-edit",
         "ops-rel-dbaasctl-view",
-        "ops-rel-dbaasctl",
     ]
 
 
@@ -415,7 +456,7 @@ def test_secure_metrics_adds_only_review_rules() -> None:
 
 def test_release_namespace_role() -> None:
     docs = render()
-    role = only(docs, "Role")
+    role = only(docs, "Role", "rel-dbaasctl")
     lease = flag(docs, "leader-election-id")
     assert lease == "rel-dbaasctl-leader"
     config = flag(docs, "config-name")
@@ -428,11 +469,11 @@ def test_release_namespace_role() -> None:
     }
     # Cluster-wide mode: Secret reads and Events here come from the ClusterRole already.
     assert rule_set(role["rules"]) == base | election
-    binding = only(docs, "RoleBinding")
+    binding = only(docs, "RoleBinding", "rel-dbaasctl")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"][0]["name"] == pod_spec(docs)["serviceAccountName"]
 
-    no_election = only(render("operator.leaderElection.enabled=false"), "Role")
+    no_election = only(render("operator.leaderElection.enabled=false"), "Role", "rel-dbaasctl")
     assert rule_set(no_election["rules"]) == base
 
     own_reads = grants("", ["secrets"], ["get", "list", "watch"]) | grants(
@@ -441,7 +482,7 @@ def test_release_namespace_role() -> None:
     elsewhere = [
         r
         for r in of_kind(render("operator.watchNamespaces={team-a}"), "Role")
-        if r["metadata"]["namespace"] == "ops"
+        if r["metadata"]["namespace"] == "ops" and r["metadata"]["name"] == "rel-dbaasctl"
     ]
     assert rule_set(elsewhere[0]["rules"]) == base | election | own_reads
     # Watching the release namespace itself: its per-namespace Role covers those reads.
@@ -454,6 +495,7 @@ def test_watch_namespaces_turn_cluster_wide_access_into_roles() -> None:
     docs = render("operator.watchNamespaces={team-a,team-b}")
     assert rule_set(operator_cluster_role(docs)["rules"]) == CLUSTER_ONLY_RULES
     per_namespace = [r for r in of_kind(docs, "Role") if r["metadata"]["namespace"] != "ops"]
+    assert operator_cluster_role(docs)["metadata"]["name"] == "ops-rel-dbaasctl"
     assert sorted(r["metadata"]["namespace"] for r in per_namespace) == ["team-a", "team-b"]
     for role in per_namespace:
         assert rule_set(role["rules"]) == DATABASE_RULES
@@ -479,11 +521,40 @@ def test_aggregated_roles_extend_edit_and_view() -> None:
     assert ("dbaasctl.io", "databases", "create", ()) in rule_set(edit["rules"])
     view_rules = rule_set(view["rules"])
     assert {v for (_, _, v, _) in view_rules} == {"get", "list", "watch"}
-    # Neither grants anything on Secrets or the administrators' OperatorConfig.
+    # Nothing on Secrets; OperatorConfigs only readable (so `kubectl get dbaas` works in a namespace).
     for role in (edit, view):
-        assert not {r for r in rule_set(role["rules"]) if r[1] in {"secrets", "operatorconfigs"}}
+        assert not {r for r in rule_set(role["rules"]) if r[1] == "secrets"}
+    assert {r for r in rule_set(edit["rules"]) | view_rules if r[1] == "operatorconfigs"} == grants(
+        "dbaasctl.io", ["operatorconfigs"], ["get", "list", "watch"]
+    )
     off = render("rbac.aggregateToDefaultRoles=false")
-    assert {r["metadata"]["name"] for r in of_kind(off, "ClusterRole")} == {"ops-rel-dbaasctl"}
+    assert {r["metadata"]["name"] for r in of_kind(off, "ClusterRole")} == {
+        "ops-rel-dbaasctl",
+        "ops-rel-dbaasctl-catalog",
+    }
+
+
+def test_catalogue_is_readable_by_the_configured_subjects() -> None:
+    docs = render()
+    catalog = only(docs, "ClusterRole", "ops-rel-dbaasctl-catalog")
+    assert rule_set(catalog["rules"]) == grants("dbaasctl.io", ["databaseclasses"], ["get", "list", "watch"])
+    everyone = [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"}]
+    assert only(docs, "ClusterRoleBinding", "ops-rel-dbaasctl-catalog")["subjects"] == everyone
+    config_role = only(docs, "Role", "rel-dbaasctl-catalog")
+    assert rule_set(config_role["rules"]) == {("dbaasctl.io", "operatorconfigs", "get", ("rel-dbaasctl",))}
+    assert only(docs, "RoleBinding", "rel-dbaasctl-catalog")["subjects"] == everyone
+    # Nobody, or a config the chart does not render (it may hold an inline DSN): no grant.
+    none = render("rbac.catalogReaders=null")
+    assert not [d for d in none if d["metadata"]["name"].endswith("-catalog")]
+    own_config = render("operatorConfig.create=false")
+    assert not [d for d in own_config if d["kind"] == "Role" and d["metadata"]["name"].endswith("-catalog")]
+
+
+def test_template_works_offline_as_first_typed() -> None:
+    """`helm template dbaasctl deploy/helm/dbaasctl`, from the repository root, no --kube-version."""
+    proc = helm("template", "dbaasctl", "deploy/helm/dbaasctl", check=False, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert "kind: Deployment" in proc.stdout
 
 
 def test_rbac_can_be_left_to_the_administrator() -> None:
@@ -605,13 +676,18 @@ def test_database_class_templates_pass_through_verbatim() -> None:
 
 def test_database_classes_survive_uninstall_by_default() -> None:
     cls = {"name": "keep-me", "spec": {"driver": "postgres"}}
-    docs = render("databaseClasses[0].name=keep-me", "databaseClasses[0].spec.driver=postgres")
+    valid = (
+        "databaseClasses[0].spec.operations.create.name=c",
+        "databaseClasses[0].spec.operations.delete.name=d",
+    )
+    docs = render("databaseClasses[0].name=keep-me", "databaseClasses[0].spec.driver=postgres", *valid)
     assert only(docs, "DatabaseClass", cls["name"])["metadata"]["annotations"] == {
         "helm.sh/resource-policy": "keep"
     }
     docs = render(
         "databaseClasses[0].name=keep-me",
         "databaseClasses[0].spec.driver=postgres",
+        *valid,
         "keepDatabaseClassesOnUninstall=false",
     )
     assert "annotations" not in only(docs, "DatabaseClass", "keep-me")["metadata"]

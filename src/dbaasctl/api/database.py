@@ -15,6 +15,7 @@ from dbaasctl.api.conditions import Condition
 
 __all__ = [
     "API_VERSION",
+    "DELETION_POLICIES",
     "FINALIZER",
     "GROUP",
     "KIND",
@@ -37,6 +38,12 @@ ROTATE_ANNOTATION = "dbaasctl.io/rotate"
 FINALIZER = "dbaasctl.io/finalizer"
 
 DeletionPolicy = Literal["Delete", "Retain"]
+#: What each policy does, in the words the CRD's description uses (a unit test holds them together).
+DELETION_POLICIES: dict[str, str] = {
+    "Delete": "Delete (default): the class's delete procedure drops the database, then the Secret is deleted",
+    "Retain": "Retain: no procedure runs; the database and the Secret are kept, and the Secret is released "
+    "(owner reference and operator labels removed) so that it outlives this object",
+}
 
 
 class DatabaseSpec(ApiModel):

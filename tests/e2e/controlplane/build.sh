@@ -53,12 +53,21 @@ if ! reports "$bin/etcd" --version "etcd Version: $ETCD_VERSION"; then
   echo "built etcd in $(( $(stamp) - t ))s" >&2
 fi
 
-if ! reports "$bin/helm" version "$HELM_VERSION"; then
+# Like helm's own release builds, the default Kubernetes version (what `helm template` assumes without
+# --kube-version) follows the client-go it is built with; without it helm assumes v1.20 and refuses a
+# chart whose kubeVersion floor is newer. The flags are recorded next to the binary: a change rebuilds.
+client_go=$(cd "$here/helm" && go list -m -f '{{.Version}}' k8s.io/client-go)
+client_go_minor=${client_go#v0.}; client_go_minor=${client_go_minor%%.*}
+helm_ldf="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+  helm_ldf="$helm_ldf -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$client_go_minor"
+done
+if ! reports "$bin/helm" version "$HELM_VERSION" || [ "$(cat "$bin/helm.ldflags" 2>/dev/null)" != "$helm_ldf" ]; then
   echo "building helm $HELM_VERSION into $bin" >&2
   t=$(stamp)
-  (cd "$here/helm" && go build -trimpath \
-    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
-    -o "$bin/helm" helm.sh/helm/v3/cmd/helm)
+  (cd "$here/helm" && go build -trimpath -ldflags "$helm_ldf" -o "$bin/helm.new" helm.sh/helm/v3/cmd/helm)
+  mv -f "$bin/helm.new" "$bin/helm"  # atomic: a concurrent user runs the old or the new binary
+  printf '%s' "$helm_ldf" >"$bin/helm.ldflags"
   echo "built helm in $(( $(stamp) - t ))s" >&2
 fi
 

@@ -14,10 +14,8 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
-STATE_DIR = Path(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))) / "dbaasctl" / "cluster"
-STATE_FILE = STATE_DIR / "state.json"
+from testbed.state import STATE_DIR, STATE_FILE, alive, running_demo
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -76,24 +74,32 @@ def _cluster_up(_: argparse.Namespace) -> int:
     return 0
 
 
-def _cluster_down(_: argparse.Namespace) -> int:
-    state = _running_state()
-    if state is None:
-        print("no control plane running")
-        return 0
-    pid = int(state["pid"])
+def _stop(pid: int, what: str) -> int:
+    """SIGTERM, then wait: the process cleans up after itself (servers, temp directories)."""
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 60
+    print(f"stopping {what} (pid {pid}) ...", flush=True)
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            print("control plane stopped")
+        if not alive(pid):
+            print(f"{what} stopped")
             return 0
         time.sleep(0.3)
-    os.killpg(pid, signal.SIGKILL)
-    print("control plane killed after 60s", file=sys.stderr)
+    print(f"{what} (pid {pid}) did not stop within 180s; kill it with: kill -9 {pid}", file=sys.stderr)
     return 1
+
+
+def _cluster_down(_: argparse.Namespace) -> int:
+    code = 0
+    demo = running_demo()
+    if demo is not None:
+        code = _stop(int(demo["pid"]), "the demo (make demo KEEP=1)")
+        print(f"operator log kept: {demo['operator_log']}")
+    state = _running_state()
+    if state is not None:
+        code = _stop(int(state["pid"]), "control plane") or code
+    elif demo is None:
+        print("no control plane running")
+    return code
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ import yaml
 from testbed.controlplane import REPO, ControlPlane
 from testbed.dbms import PostgresServer
 from testbed.operator import SAMPLES, Observer, OperatorProcess, install_postgres_procedures
+from testbed.state import register_demo, unregister_demo
 
 CRDS = REPO / "deploy" / "crds"
 SAMPLE = SAMPLES / "postgres"
@@ -56,6 +57,12 @@ async def _prove(creds: dict[str, str]) -> tuple[str, int]:
     return user, rows
 
 
+def _dbaasctl() -> str:
+    """The command as the user can type it: the venv's console script, else the module."""
+    script = Path(sys.executable).parent / "dbaasctl"
+    return str(script) if script.exists() else f"{sys.executable} -m dbaasctl"
+
+
 def _wait_for_signal() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -69,6 +76,7 @@ def run_demo(keep: bool) -> int:
     pg: PostgresServer | None = None
     operator: OperatorProcess | None = None
     started = time.monotonic()
+    kept = False
     try:
         _step("starting a local control plane (etcd, kube-apiserver, kube-controller-manager)")
         cluster = ControlPlane().start()
@@ -113,12 +121,16 @@ def run_demo(keep: bool) -> int:
         print(f"==> demo succeeded in {time.monotonic() - started:.0f}s", flush=True)
 
         if keep:
+            kept = True
+            register_demo(cluster.kubeconfig, operator.log_path)
             print(
-                "\nKEEP=1: everything stays up until Ctrl-C. In another shell:\n"
+                "\nKEEP=1: everything stays up until Ctrl-C here, or `make cluster-down` in another shell.\n"
+                "In another shell:\n"
                 f"    export KUBECONFIG={cluster.kubeconfig}\n"
                 f"    kubectl get db -A; kubectl describe db -n {app_ns} {db_name}\n"
                 f"    kubectl annotate db -n {app_ns} {db_name} dbaasctl.io/rotate=true   # rotate\n"
-                f"operator log: {operator.log_path}\n"
+                f"    {_dbaasctl()} check --kubeconfig {cluster.kubeconfig} -n {system}   # the DBA's check\n"
+                f"operator log (kept after the demo stops): {operator.log_path}\n"
                 f"metrics: {operator.metrics_url}",
                 flush=True,
             )
@@ -140,10 +152,22 @@ def run_demo(keep: bool) -> int:
         return 1
     finally:
         _step("cleaning up")
+        t0 = time.monotonic()
         if operator is not None:
             operator.stop()
+        t1 = time.monotonic()
         if pg is not None:
             pg.close()
+        t2 = time.monotonic()
         if cluster is not None:
             cluster.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        print(
+            f"    stopped the operator in {t1 - t0:.0f}s, PostgreSQL in {t2 - t1:.0f}s, "
+            f"the control plane in {time.monotonic() - t2:.0f}s",
+            flush=True,
+        )
+        unregister_demo()
+        if kept and operator is not None:
+            print(f"operator log kept: {operator.log_path}", flush=True)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
