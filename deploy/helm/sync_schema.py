@@ -68,6 +68,7 @@ def derived() -> dict[str, Any]:
     props = values["properties"]["operatorConfig"]["properties"]
     props["rps"] = nullable(config["properties"]["rps"])
     props["keepalive"] = nullable(config["properties"]["keepalive"])
+    props["tls"] = nullable(config["properties"]["tls"])
     dbms = config["properties"]["dbms"]
     dbms["items"]["properties"]["databaseClassName"] = {
         **dbms["items"]["properties"]["databaseClassName"],
