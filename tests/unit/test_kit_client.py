@@ -7,19 +7,12 @@ import re
 
 import pytest
 
-from dbaasctl.kube.client import (
-    CONFIGMAPS,
-    LEASES,
-    NAMESPACES,
-    ApiError,
-    ResourceRef,
-    _encode_params,
-    micro_time,
-    object_key,
-    split_key,
-)
+from dbaasctl.kube.errors import ApiError
 from dbaasctl.kube.leader import LeaderElectionConfig
+from dbaasctl.kube.resources import CONFIGMAPS, LEASES, NAMESPACES, ResourceRef, object_key, split_key
+from dbaasctl.kube.rest import _encode_params
 from dbaasctl.observability.logging import register_secret
+from dbaasctl.primitives.clock import micro_time
 
 DATABASES = ResourceRef("dbaasctl.io", "v1", "databases", kind="Database")
 

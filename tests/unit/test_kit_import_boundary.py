@@ -1,4 +1,5 @@
-"""The kit is a library: kube/ and observability/ import nothing of dbaasctl's domain code.
+"""The kit is a library: kube/, observability/ and primitives/ import nothing of dbaasctl's domain code,
+and kube/ and dbms/ know nothing of each other.
 
 Checked on the source (every `import` / `from ... import`, including ones inside functions), so a lazy
 import cannot sneak a dependency past the test.
@@ -13,8 +14,10 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "dbaasctl"
 ALLOWED = {
-    "kube": ("dbaasctl.kube", "dbaasctl.observability"),
+    "kube": ("dbaasctl.kube", "dbaasctl.observability", "dbaasctl.primitives"),
     "observability": ("dbaasctl.observability",),
+    "primitives": ("dbaasctl.primitives",),
+    "dbms": ("dbaasctl.dbms", "dbaasctl.observability", "dbaasctl.primitives"),
 }
 
 

@@ -38,8 +38,10 @@ from dbaasctl.controller.secrets import decode_data
 from dbaasctl.dbms import endpoints as dbms_endpoints
 from dbaasctl.dbms.drivers import DRIVER_KINDS
 from dbaasctl.dbms.dsn import DsnError, ensure_compatible, parse_dsn, redact
-from dbaasctl.kube.client import ApiError, KubeClient, ResourceRef
+from dbaasctl.kube.api import KubeApi
 from dbaasctl.kube.controller import Result
+from dbaasctl.kube.errors import ApiError
+from dbaasctl.kube.resources import ResourceRef
 from dbaasctl.observability.logging import register_secret
 
 __all__ = [
@@ -113,7 +115,7 @@ class ConfigReconciler:
     def __init__(
         self,
         *,
-        client: KubeClient,
+        client: KubeApi,
         namespace: str,
         name: str,
         state: ConfigState,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as _dt
 import logging
 import socket
 import time
@@ -29,10 +28,13 @@ from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry
 
-from dbaasctl.kube.client import CORE_EVENTS, EVENTS, ApiError, JsonDict, KubeClient, micro_time
+from dbaasctl.kube.api import KubeApi
+from dbaasctl.kube.errors import ApiError
 from dbaasctl.kube.ratelimit import TokenBucket
+from dbaasctl.kube.resources import CORE_EVENTS, EVENTS, JsonDict
 from dbaasctl.observability import metrics as m
 from dbaasctl.observability.logging import redact
+from dbaasctl.primitives.clock import micro_time, rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -199,16 +201,12 @@ def _event_name(ref_name: str) -> str:
     return name if len(name) <= 253 and ref_name else uuid.uuid4().hex
 
 
-def _rfc3339(now: _dt.datetime | None = None) -> str:
-    return (now or _dt.datetime.now(_dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class EventRecorder:
     """Create inside the running loop; `start()` before use, `await stop()` at shutdown."""
 
     def __init__(
         self,
-        client: KubeClient,
+        client: KubeApi,
         reporting_controller: str,
         reporting_instance: str | None = None,
         *,
@@ -389,7 +387,7 @@ class EventRecorder:
             body: JsonDict = {"series": {"count": series.count, "lastObservedTime": micro_time()}}
             await self.client.patch(EVENTS.path(series.namespace, series.name), body, "merge")
         else:
-            body = {"count": series.count, "lastTimestamp": _rfc3339()}
+            body = {"count": series.count, "lastTimestamp": rfc3339()}
             await self.client.patch(CORE_EVENTS.path(series.namespace, series.name), body, "merge")
 
     def _events_body(self, item: _Pending, name: str, namespace: str) -> JsonDict:
@@ -411,7 +409,7 @@ class EventRecorder:
         return body
 
     def _core_body(self, item: _Pending, name: str, namespace: str) -> JsonDict:
-        now = _rfc3339()
+        now = rfc3339()
         body: JsonDict = {
             "apiVersion": "v1",
             "kind": "Event",

@@ -36,7 +36,9 @@ from typing import Any, Literal
 
 import aiohttp
 
-from dbaasctl.kube.client import ApiError, JsonDict, KubeClient, ResourceRef, WatchIdleTimeout, object_key
+from dbaasctl.kube.api import KubeApi
+from dbaasctl.kube.errors import ApiError, WatchIdleTimeout
+from dbaasctl.kube.resources import JsonDict, ResourceRef, object_key
 from dbaasctl.observability.logging import trace
 
 log = logging.getLogger(__name__)
@@ -277,7 +279,7 @@ class Informer:
 
     def __init__(
         self,
-        client: KubeClient,
+        client: KubeApi,
         resource: ResourceRef,
         *,
         namespace: str | None = None,

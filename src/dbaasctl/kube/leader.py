@@ -29,8 +29,11 @@ from typing import Any
 import aiohttp
 from prometheus_client import CollectorRegistry
 
-from dbaasctl.kube.client import LEASES, ApiError, JsonDict, KubeClient, micro_time
+from dbaasctl.kube.api import KubeApi
+from dbaasctl.kube.errors import ApiError
+from dbaasctl.kube.resources import LEASES, JsonDict
 from dbaasctl.observability import metrics as m
+from dbaasctl.primitives.clock import micro_time
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +71,7 @@ class LeaderElector:
 
     def __init__(
         self,
-        client: KubeClient,
+        client: KubeApi,
         config: LeaderElectionConfig,
         *,
         registry: CollectorRegistry | None = None,

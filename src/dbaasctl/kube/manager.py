@@ -33,12 +33,15 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from dbaasctl.kube.client import JsonDict, KubeClient, ResourceRef
+from dbaasctl.kube.api import KubeApi
 from dbaasctl.kube.controller import Controller, Reconcile
 from dbaasctl.kube.events import EventRecorder
 from dbaasctl.kube.informer import IndexFunc, Informer
 from dbaasctl.kube.leader import LeaderElectionConfig, LeaderElector, default_identity
 from dbaasctl.kube.ratelimit import RateLimiter
+from dbaasctl.kube.resources import JsonDict, ResourceRef
+from dbaasctl.kube.rest import KubeClient
+from dbaasctl.observability import metrics as m
 from dbaasctl.observability.http import (
     HealthChecks,
     HttpServer,
@@ -95,15 +98,17 @@ class _RunnableSpec:
 class Manager:
     def __init__(
         self,
-        client: KubeClient,
+        client: KubeApi,
         settings: ManagerSettings | None = None,
         *,
         registry: CollectorRegistry | None = None,
     ) -> None:
-        """`registry` defaults to the client's, so REST metrics and everything else are served together."""
+        """`registry` defaults to a KubeClient's own, so REST metrics and everything else are served together."""
         self.client = client
         self.settings = settings or ManagerSettings()
-        self.registry = registry if registry is not None else client.registry
+        if registry is None:
+            registry = client.registry if isinstance(client, KubeClient) else m.default_registry()
+        self.registry = registry
         self.informers: list[Informer] = []
         self.controllers: list[Controller] = []
         self.recorders: list[EventRecorder] = []

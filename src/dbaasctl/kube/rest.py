@@ -1,0 +1,341 @@
+"""The REST client: JSON dicts over one aiohttp session to one API server, with client-go's REST metrics.
+
+The generated `kubernetes_asyncio` APIs are not used for requests: their methods reject query parameters
+they do not know (`sendInitialEvents`, ...), their models crash on watch bookmarks and legacy Events,
+they pick the wrong PATCH content type for custom resources, and a streamed (watch) response is not
+checked for errors. Speaking HTTP here also gives every request an explicit timeout and a place to count
+it (`rest_client_requests_total{code,method,host}`, `rest_client_request_duration_seconds`).
+Configuration comes from `kube.config`; watch streams are `kube.watch.WatchStream`s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+import aiohttp
+from prometheus_client import CollectorRegistry
+
+from dbaasctl.kube.api import Params, PatchType
+from dbaasctl.kube.config import ClientConfig, load_config, ssl_context
+from dbaasctl.kube.errors import error_from_response
+from dbaasctl.kube.resources import JsonDict
+from dbaasctl.kube.watch import WatchStream
+from dbaasctl.observability import metrics as m
+from dbaasctl.observability.logging import register_secret, trace
+
+log = logging.getLogger(__name__)
+
+PATCH_CONTENT_TYPES: dict[str, str] = {
+    "merge": "application/merge-patch+json",
+    "json": "application/json-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+    "apply": "application/apply-patch+yaml",
+}
+
+#: How long a token read from a file is reused (client-go re-reads bound tokens every minute too).
+TOKEN_FILE_TTL = 60.0
+DEFAULT_TIMEOUT = 30.0
+# Objects are capped at ~1.5 MiB by etcd; a watch line is one object plus an envelope.
+READ_BUFSIZE = 2**21
+
+
+class _RestMetrics:
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.requests = m.counter(
+            "rest_client_requests_total",
+            "Number of HTTP requests, partitioned by status code, method, and host.",
+            ("code", "method", "host"),
+            registry,
+        )
+        self.latency = m.histogram(
+            "rest_client_request_duration_seconds",
+            "Request latency in seconds. Broken down by verb, and host.",
+            ("verb", "host"),
+            m.REST_CLIENT_BUCKETS,
+            registry,
+        )
+
+
+def _encode_params(params: Params | None) -> list[tuple[str, str]]:
+    if params is None:
+        return []
+    items = params.items() if isinstance(params, Mapping) else params
+    out: list[tuple[str, str]] = []
+    for key, value in items:
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            out.append((key, "true" if value else "false"))
+        else:
+            out.append((key, str(value)))
+    return out
+
+
+class KubeClient:
+    """One aiohttp session to one API server. Create it inside the running loop; `close()` it at the end."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        registry: CollectorRegistry | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_429_retries: int = 3,
+        loader: Any = None,
+    ) -> None:
+        self.config = config
+        self.base_url = config.host
+        self.host_label = urlsplit(config.host).netloc
+        self.timeout = timeout
+        self.max_429_retries = max_429_retries
+        self.registry = registry if registry is not None else m.default_registry()
+        self._metrics = _RestMetrics(self.registry)
+        if config.token:
+            register_secret(config.token)
+        connector = aiohttp.TCPConnector(limit=100, ssl=ssl_context(config))
+        self._session = aiohttp.ClientSession(
+            connector=connector, read_bufsize=READ_BUFSIZE, timeout=aiohttp.ClientTimeout(total=None)
+        )
+        self._server_hostname = config.tls_server_name
+        self._token_cache: tuple[str, float] | None = None
+        # kubeconfig exec/gcp credentials expire; kubernetes-asyncio refreshes them in a loop that
+        # returns at once for every other auth type.
+        self._refresh_task: asyncio.Task[None] | None = None
+        if loader is not None and config.kube_configuration is not None:
+            from kubernetes_asyncio import config as kconfig
+
+            self._refresh_task = asyncio.get_running_loop().create_task(
+                kconfig.refresh_token(loader, config.kube_configuration), name="kube-token-refresh"
+            )
+
+    @classmethod
+    async def from_config(
+        cls,
+        kubeconfig: str | os.PathLike[str] | None = None,
+        *,
+        context: str | None = None,
+        token: str | None = None,
+        registry: CollectorRegistry | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> KubeClient:
+        """Client from kubeconfig (path, $KUBECONFIG, ~/.kube/config) or in-cluster; `token` overrides auth."""
+        config, loader = await load_config(kubeconfig, context, token)
+        log.debug("kube client configured from %s for %s", config.source, config.host)
+        return cls(config, registry=registry, timeout=timeout, loader=loader)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._refresh_task is not None:
+            self._refresh_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._refresh_task
+            self._refresh_task = None
+        if not self._session.closed:
+            await self._session.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._session.closed
+
+    async def _auth_headers(self) -> dict[str, str]:
+        if self.config.token:
+            return {"Authorization": f"Bearer {self.config.token}"}
+        if self.config.token_file:
+            return {"Authorization": f"Bearer {self._file_token()}"}
+        kc = self.config.kube_configuration
+        if kc is None:
+            return {}
+        value = await kc.get_api_key_with_prefix("BearerToken")
+        if value:
+            return {"Authorization": str(value)}
+        return {}
+
+    def _file_token(self) -> str:
+        now = time.monotonic()
+        if self._token_cache is None or now - self._token_cache[1] > TOKEN_FILE_TTL:
+            assert self.config.token_file is not None
+            token = Path(self.config.token_file).read_text(encoding="utf-8").strip()
+            register_secret(token)
+            self._token_cache = (token, now)
+        return self._token_cache[0]
+
+    def _observe(self, method: str, code: str, started: float) -> None:
+        self._metrics.requests.labels(code=code, method=method, host=self.host_label).inc()
+        self._metrics.latency.labels(verb=method, host=self.host_label).observe(time.monotonic() - started)
+
+    async def _open(
+        self,
+        method: str,
+        path: str,
+        params: Params | None,
+        body: Any,
+        content_type: str | None,
+        timeout: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse:
+        headers = {"Accept": "application/json", **await self._auth_headers()}
+        data: bytes | None = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = content_type or "application/json"
+        started = time.monotonic()
+        kwargs: dict[str, Any] = {}
+        if self._server_hostname:
+            kwargs["server_hostname"] = self._server_hostname
+        try:
+            resp = await self._session.request(
+                method,
+                self.base_url + path,
+                params=_encode_params(params),
+                data=data,
+                headers=headers,
+                timeout=timeout,
+                **kwargs,
+            )
+        except BaseException:
+            self._observe(method, "<error>", started)
+            raise
+        self._observe(method, str(resp.status), started)
+        trace(log, "%s %s -> %s", method, path, resp.status)
+        return resp
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Params | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        timeout: float | None = None,
+    ) -> JsonDict:
+        """One call; the decoded JSON answer (an empty dict for an empty body). Non-2xx → `ApiError`.
+
+        A 429 (API Priority and Fairness) is retried a few times after its Retry-After, like client-go;
+        everything else is left to the caller, whose retry policy knows more.
+        """
+        client_timeout = aiohttp.ClientTimeout(total=timeout if timeout is not None else self.timeout)
+        attempt = 0
+        while True:
+            resp = await self._open(method, path, params, body, content_type, client_timeout)
+            async with resp:
+                if 200 <= resp.status < 300:
+                    raw = await resp.read()
+                    if not raw:
+                        return {}
+                    decoded = json.loads(raw)
+                    return decoded if isinstance(decoded, dict) else {"items": decoded}
+                err = await error_from_response(resp, method, path)
+            if err.is_too_many_requests and attempt < self.max_429_retries:
+                attempt += 1
+                await asyncio.sleep(min(err.retry_after if err.retry_after is not None else 1.0, 10.0))
+                continue
+            raise err
+
+    # -- verbs ---------------------------------------------------------------------------------------
+
+    async def get(self, path: str, params: Params | None = None, *, timeout: float | None = None) -> JsonDict:
+        return await self.request("GET", path, params=params, timeout=timeout)
+
+    async def list(
+        self, path: str, params: Params | None = None, *, timeout: float | None = None
+    ) -> JsonDict:
+        """One page of a collection as a dict (`items`, `metadata.resourceVersion`, `metadata.continue`)."""
+        return await self.request("GET", path, params=params, timeout=timeout)
+
+    async def create(
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        *,
+        field_manager: str | None = None,
+        params: Params | None = None,
+        timeout: float | None = None,
+    ) -> JsonDict:
+        query = [*_encode_params(params), *_encode_params({"fieldManager": field_manager})]
+        return await self.request("POST", path, params=query, body=body, timeout=timeout)
+
+    async def replace(
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        *,
+        field_manager: str | None = None,
+        timeout: float | None = None,
+    ) -> JsonDict:
+        """PUT; carries `metadata.resourceVersion` from the body, so a stale write is a 409."""
+        return await self.request(
+            "PUT", path, params={"fieldManager": field_manager}, body=body, timeout=timeout
+        )
+
+    async def patch(
+        self,
+        path: str,
+        body: Any,
+        patch_type: PatchType = "merge",
+        *,
+        field_manager: str | None = None,
+        force: bool | None = None,
+        timeout: float | None = None,
+    ) -> JsonDict:
+        """PATCH with an explicit content type (CRDs reject strategic merge; `apply` needs field_manager)."""
+        if patch_type == "apply" and not field_manager:
+            raise ValueError("server-side apply needs a field_manager")
+        return await self.request(
+            "PATCH",
+            path,
+            params={"fieldManager": field_manager, "force": force},
+            body=body,
+            content_type=PATCH_CONTENT_TYPES[patch_type],
+            timeout=timeout,
+        )
+
+    async def delete(
+        self,
+        path: str,
+        *,
+        propagation_policy: str | None = None,
+        preconditions: Mapping[str, str] | None = None,
+        grace_period_seconds: int | None = None,
+        timeout: float | None = None,
+    ) -> JsonDict:
+        options: JsonDict = {"apiVersion": "v1", "kind": "DeleteOptions"}
+        if propagation_policy:
+            options["propagationPolicy"] = propagation_policy
+        if preconditions:
+            options["preconditions"] = dict(preconditions)
+        if grace_period_seconds is not None:
+            options["gracePeriodSeconds"] = grace_period_seconds
+        return await self.request("DELETE", path, body=options, timeout=timeout)
+
+    def watch(
+        self,
+        path: str,
+        params: Params | None = None,
+        *,
+        idle_timeout: float | None = 80.0,
+        connect_timeout: float = 10.0,
+    ) -> WatchStream:
+        """An async iterator of watch events (`{"type", "object"}` dicts); use it with `async with`."""
+        query = [*_encode_params(params), ("watch", "true")]
+
+        async def opener(timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
+            return await self._open("GET", path, query, None, None, timeout)
+
+        return WatchStream(opener, path, idle_timeout=idle_timeout, connect_timeout=connect_timeout)
