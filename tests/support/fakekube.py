@@ -1,0 +1,634 @@
+"""FakeKube: an in-memory API server behind the `KubeApi` protocol, for unit tests of the kit and controllers.
+
+It keeps the semantics a controller relies on, the way kube-apiserver over etcd has them:
+- one global resourceVersion counter, bumped by every write (a no-op write bumps nothing, emits nothing);
+- `metadata.generation` bumped on spec changes only (everything but metadata and status);
+- status subresources for the types registered with one: a main-resource write ignores `status`,
+  a `/status` write ignores everything else;
+- `metadata.resourceVersion` in a patch/replace body and delete preconditions (uid, resourceVersion):
+  409 Conflict when stale; 404 NotFound; 409 AlreadyExists;
+- finalizers: delete sets `deletionTimestamp`, the object goes once its finalizers are empty; no new
+  finalizer may be added while deleting (422);
+- list with label/field selectors and pages (`limit`, `continue`) served from one snapshot;
+- watch from a resourceVersion (history replay, then live), BOOKMARK events on request, 410 Expired for
+  a resourceVersion older than `compact()`, `timeoutSeconds`, the client's idle timeout;
+- failures injected per call: before or after the write is applied (`fail_next`), or from a hook.
+
+Not modelled: server-side apply, strategic merge list keys (a strategic patch merges like RFC 7386),
+admission, owner-reference garbage collection, namespace lifecycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import unquote
+
+import aiohttp
+import jsonpatch
+
+from dbaasctl.kube.api import Params, PatchType
+from dbaasctl.kube.errors import ApiError, WatchIdleTimeout
+from dbaasctl.kube.resources import (
+    CONFIGMAPS,
+    CORE_EVENTS,
+    EVENTS,
+    LEASES,
+    NAMESPACES,
+    SECRETS,
+    JsonDict,
+    ResourceRef,
+)
+from dbaasctl.primitives.clock import rfc3339
+from support.selectors import Matcher, field_matcher, label_matcher, merge_patch
+
+VERBS = ("get", "list", "create", "replace", "patch", "delete", "watch")
+WELL_KNOWN = (CONFIGMAPS, SECRETS, NAMESPACES, CORE_EVENTS, EVENTS, LEASES)
+
+
+def status_error(code: int, reason: str, message: str, **details: Any) -> ApiError:
+    """An ApiError exactly as KubeClient builds it from a Status answer."""
+    body: JsonDict = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code}
+    body |= {"reason": reason, "message": message, "details": details}
+    return ApiError.from_status(body)
+
+
+def conflict(
+    message: str = "the object has been modified; please apply your changes to the latest version",
+) -> ApiError:
+    return status_error(409, "Conflict", message)
+
+
+def server_error(code: int = 500, message: str = "etcdserver: request timed out") -> ApiError:
+    return status_error(code, "InternalError" if code == 500 else "ServiceUnavailable", message)
+
+
+def gone(message: str = "too old resource version") -> ApiError:
+    return status_error(410, "Expired", message)
+
+
+def connection_reset() -> aiohttp.ClientError:
+    return aiohttp.ClientOSError(104, "Connection reset by peer")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request as the fake parsed it; what hooks and `calls` see."""
+
+    verb: str
+    path: str
+    resource: ResourceRef
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+    body: Any = None
+    params: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Fault:
+    verb: str
+    resource: ResourceRef | None
+    subresource: str | None
+    error: BaseException
+    after: bool
+    times: int
+
+    def matches(self, call: Call) -> bool:
+        return (
+            self.verb == call.verb
+            and (self.resource is None or self.resource == call.resource)
+            and (self.subresource is None or self.subresource == call.subresource)
+        )
+
+
+Hook = Callable[[Call], Awaitable[None]]
+_Key = tuple[ResourceRef, str | None, str]
+
+
+class FakeKube:
+    """In-memory API server; implements `dbaasctl.kube.api.KubeApi`. Create it inside the running loop."""
+
+    def __init__(
+        self,
+        resources: Iterable[ResourceRef] = (),
+        *,
+        status_subresources: Iterable[ResourceRef] = (),
+    ) -> None:
+        self._resources: dict[tuple[str, str, str], ResourceRef] = {}
+        self._status: set[ResourceRef] = set()
+        for ref in (*WELL_KNOWN, *resources):
+            self.register(ref)
+        for ref in status_subresources:
+            self.register(ref, status_subresource=True)
+        self._objects: dict[_Key, JsonDict] = {}
+        self._rv = 0
+        self._compacted = 0
+        self._log: list[tuple[int, ResourceRef, str, JsonDict]] = []
+        self._watches: list[FakeWatch] = []
+        self._snapshots: dict[str, tuple[int, list[JsonDict]]] = {}
+        self._tokens = itertools.count(1)
+        self._faults: list[_Fault] = []
+        self.hook: Hook | None = None
+        self.calls: list[Call] = []
+        self.closed = False
+
+    # -- set-up and inspection (no faults, no hooks) -------------------------------------------------
+
+    def register(self, ref: ResourceRef, *, status_subresource: bool = False) -> None:
+        self._resources[(ref.group, ref.version, ref.plural)] = ref
+        if status_subresource:
+            self._status.add(ref)
+
+    @property
+    def resource_version(self) -> int:
+        return self._rv
+
+    def seed(self, ref: ResourceRef, obj: Mapping[str, Any]) -> JsonDict:
+        """Create an object directly (status kept as given), as if another client had written it."""
+        ns = (obj.get("metadata") or {}).get("namespace") if ref.namespaced else None
+        return self._create(ref, ns, copy.deepcopy(dict(obj)), keep_status=True)
+
+    def read(self, ref: ResourceRef, namespace: str | None, name: str) -> JsonDict | None:
+        obj = self._objects.get((ref, namespace if ref.namespaced else None, name))
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def objects(self, ref: ResourceRef, namespace: str | None = None) -> list[JsonDict]:
+        return [
+            copy.deepcopy(o)
+            for (r, ns, _), o in sorted(self._objects.items(), key=lambda kv: kv[0][1:])
+            if r == ref and (namespace is None or ns == namespace)
+        ]
+
+    def compact(self, resource_version: int | None = None) -> None:
+        """Forget history up to `resource_version` (default: now): older watch/continue RVs get 410."""
+        self._compacted = self._rv if resource_version is None else resource_version
+        self._log = [entry for entry in self._log if entry[0] > self._compacted]
+
+    def bookmark(self) -> None:
+        """Send a BOOKMARK at the current resourceVersion to every watch that allowed bookmarks."""
+        for watch in list(self._watches):
+            if watch.bookmarks:
+                watch.push({"type": "BOOKMARK", "object": watch.bookmark_object(self._rv)})
+
+    def end_watches(self, error: BaseException | None = None) -> None:
+        """Close every open watch: normally (None), with an ERROR event (ApiError), or by raising `error`."""
+        for watch in list(self._watches):
+            watch.end(error)
+
+    def silence_watches(self) -> None:
+        """Open watches stop receiving anything (a dead connection behind a proxy); new ones are healthy."""
+        for watch in list(self._watches):
+            watch.silenced = True
+
+    @property
+    def open_watches(self) -> int:
+        return len(self._watches)
+
+    def fail_next(
+        self,
+        verb: str,
+        resource: ResourceRef | None,
+        error: BaseException,
+        *,
+        after: bool = False,
+        times: int = 1,
+        subresource: str | None = None,
+    ) -> None:
+        """The next `times` matching calls raise `error`: before the server acts, or (`after`) once the
+        write is applied (a timeout or reset that hid a success)."""
+        if verb not in VERBS:
+            raise ValueError(f"unknown verb {verb!r}")
+        self._faults.append(_Fault(verb, resource, subresource, error, after, times))
+
+    # -- KubeApi -------------------------------------------------------------------------------------
+
+    async def get(self, path: str, params: Params | None = None, *, timeout: float | None = None) -> JsonDict:
+        call = await self._enter("get", path, params=params)
+        return copy.deepcopy(self._existing(call))
+
+    async def list(
+        self, path: str, params: Params | None = None, *, timeout: float | None = None
+    ) -> JsonDict:
+        call = await self._enter("list", path, params=params)
+        p = call.params
+        token = p.get("continue")
+        if token:
+            if token not in self._snapshots:
+                raise status_error(410, "Expired", "the provided continue parameter is too old")
+            rv, items = self._snapshots.pop(token)
+            if rv < self._compacted:
+                raise status_error(410, "Expired", "the provided continue parameter is too old")
+        else:
+            match = self._matcher(p)
+            rv = self._rv
+            items = [copy.deepcopy(o) for o in self._select(call.resource, call.namespace, match)]
+        limit = int(p.get("limit") or 0)
+        meta: JsonDict = {"resourceVersion": str(rv)}
+        if limit and len(items) > limit:
+            next_token = f"{rv}-{next(self._tokens)}"
+            self._snapshots[next_token] = (rv, items[limit:])
+            meta |= {"continue": next_token, "remainingItemCount": len(items) - limit}
+            items = items[:limit]
+        ref = call.resource
+        return {"kind": f"{ref.kind}List", "apiVersion": ref.api_version, "metadata": meta, "items": items}
+
+    async def create(
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        *,
+        field_manager: str | None = None,
+        params: Params | None = None,
+        timeout: float | None = None,
+    ) -> JsonDict:
+        call = await self._enter("create", path, body=body, params=params)
+        if call.name is not None:
+            raise status_error(405, "MethodNotAllowed", "create needs a collection path")
+        result = self._create(call.resource, call.namespace, copy.deepcopy(dict(body)), keep_status=False)
+        return self._leave(call, result)
+
+    async def replace(
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        *,
+        field_manager: str | None = None,
+        timeout: float | None = None,
+    ) -> JsonDict:
+        call = await self._enter("replace", path, body=body)
+        old = self._existing(call)
+        self._check_rv(call, old, body)
+        return self._leave(call, self._write(call, old, copy.deepcopy(dict(body))))
+
+    async def patch(
+        self,
+        path: str,
+        body: Any,
+        patch_type: PatchType = "merge",
+        *,
+        field_manager: str | None = None,
+        force: bool | None = None,
+        timeout: float | None = None,
+    ) -> JsonDict:
+        call = await self._enter("patch", path, body=body)
+        old = self._existing(call)
+        if patch_type in ("merge", "strategic"):
+            if not isinstance(body, dict):
+                raise status_error(400, "BadRequest", "a merge patch must be a JSON object")
+            self._check_rv(call, old, body)
+            new = merge_patch(old, body)
+        elif patch_type == "json":
+            try:
+                new = jsonpatch.apply_patch(old, body)
+            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+                raise status_error(422, "Invalid", f"the JSON patch could not be applied: {exc}") from None
+        else:
+            raise status_error(415, "UnsupportedMediaType", "server-side apply is not modelled")
+        return self._leave(call, self._write(call, old, new))
+
+    async def delete(
+        self,
+        path: str,
+        *,
+        propagation_policy: str | None = None,
+        preconditions: Mapping[str, str] | None = None,
+        grace_period_seconds: int | None = None,
+        timeout: float | None = None,
+    ) -> JsonDict:
+        call = await self._enter("delete", path)
+        old = self._existing(call)
+        meta = old["metadata"]
+        for field_name in ("uid", "resourceVersion"):
+            wanted = (preconditions or {}).get(field_name)
+            if wanted is not None and wanted != meta.get(field_name):
+                raise conflict(
+                    f"Precondition failed: {field_name}: {wanted}, object has {meta.get(field_name)}"
+                )
+        if meta.get("finalizers"):
+            if meta.get("deletionTimestamp"):
+                return self._leave(call, copy.deepcopy(old))
+            new = copy.deepcopy(old)
+            new["metadata"] |= {"deletionTimestamp": rfc3339(), "deletionGracePeriodSeconds": 0}
+            return self._leave(call, self._store(call.resource, new, "MODIFIED"))
+        return self._leave(call, self._remove(call.resource, old))
+
+    def watch(
+        self,
+        path: str,
+        params: Params | None = None,
+        *,
+        idle_timeout: float | None = 80.0,
+        connect_timeout: float = 10.0,
+    ) -> FakeWatch:
+        return FakeWatch(self, path, _params(params), idle_timeout)
+
+    async def close(self) -> None:
+        self.closed = True
+        self.end_watches()
+
+    # -- request plumbing ----------------------------------------------------------------------------
+
+    def _parse(self, verb: str, path: str, body: Any, params: Params | None) -> Call:
+        parts = [unquote(p) for p in path.strip("/").split("/")]
+        if parts[:1] == ["api"] and len(parts) >= 2:
+            group, version, rest = "", parts[1], parts[2:]
+        elif parts[:1] == ["apis"] and len(parts) >= 3:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise status_error(404, "NotFound", f"the server could not find the requested resource ({path})")
+        namespace: str | None = None
+        if len(rest) >= 3 and rest[0] == "namespaces" and (group, version, rest[2]) in self._resources:
+            namespace, rest = rest[1], rest[2:]
+        ref = self._resources.get((group, version, rest[0] if rest else ""))
+        if ref is None or len(rest) > 3:
+            raise status_error(404, "NotFound", f"the server could not find the requested resource ({path})")
+        name = rest[1] if len(rest) > 1 else None
+        sub = rest[2] if len(rest) > 2 else None
+        if sub is not None and not (sub == "status" and ref in self._status):
+            raise status_error(404, "NotFound", f"{ref.plural} has no subresource {sub!r}")
+        return Call(verb, path, ref, namespace, name, sub, copy.deepcopy(body), _params(params))
+
+    async def _enter(self, verb: str, path: str, *, body: Any = None, params: Params | None = None) -> Call:
+        if self.closed:
+            raise RuntimeError("FakeKube is closed")
+        await asyncio.sleep(0)  # a request always yields to the loop, as a real one does
+        call = self._parse(verb, path, body, params)
+        self.calls.append(call)
+        if self.hook is not None:
+            await self.hook(call)
+        fault = self._take_fault(call, after=False)
+        if fault is not None:
+            raise fault
+        return call
+
+    def _leave(self, call: Call, result: JsonDict) -> JsonDict:
+        fault = self._take_fault(call, after=True)
+        if fault is not None:
+            raise fault
+        return result
+
+    def _take_fault(self, call: Call, *, after: bool) -> BaseException | None:
+        for fault in self._faults:
+            if fault.after == after and fault.matches(call):
+                fault.times -= 1
+                if fault.times <= 0:
+                    self._faults.remove(fault)
+                return fault.error
+        return None
+
+    def _existing(self, call: Call) -> JsonDict:
+        if call.name is None:
+            raise status_error(405, "MethodNotAllowed", f"{call.verb} needs an object path")
+        obj = self._objects.get((call.resource, call.namespace, call.name))
+        if obj is None:
+            raise status_error(
+                404, "NotFound", f'{call.resource.plural} "{call.name}" not found', name=call.name
+            )
+        return obj
+
+    @staticmethod
+    def _check_rv(call: Call, old: JsonDict, body: Mapping[str, Any]) -> None:
+        wanted = (body.get("metadata") or {}).get("resourceVersion")
+        if wanted and wanted != old["metadata"]["resourceVersion"]:
+            raise conflict(
+                f'Operation cannot be fulfilled on {call.resource.plural} "{call.name}": the object has '
+                "been modified; please apply your changes to the latest version and try again"
+            )
+
+    def _matcher(self, params: Mapping[str, str]) -> Matcher:
+        labels = label_matcher(params.get("labelSelector"))
+        fields = field_matcher(params.get("fieldSelector"))
+        return lambda obj: labels(obj) and fields(obj)
+
+    def _select(self, ref: ResourceRef, namespace: str | None, match: Matcher) -> list[JsonDict]:
+        return [
+            o
+            for (r, ns, _), o in sorted(self._objects.items(), key=lambda kv: kv[0][1:])
+            if r == ref and (namespace is None or ns == namespace) and match(o)
+        ]
+
+    # -- writes --------------------------------------------------------------------------------------
+
+    def _create(
+        self, ref: ResourceRef, namespace: str | None, obj: JsonDict, *, keep_status: bool
+    ) -> JsonDict:
+        meta = obj.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
+        name = meta.get("name")
+        if not name:
+            raise status_error(422, "Invalid", "metadata.name: Required value")
+        if ref.namespaced:
+            if not namespace or meta.get("namespace", namespace) != namespace:
+                raise status_error(400, "BadRequest", "the namespace of the object does not match the path")
+            meta["namespace"] = namespace
+        if (ref, namespace if ref.namespaced else None, name) in self._objects:
+            raise status_error(
+                409, "AlreadyExists", f'{ref.plural} "{name}" already exists', name=name, kind=ref.plural
+            )
+        if ref in self._status and not keep_status:
+            obj.pop("status", None)
+        obj["apiVersion"], obj["kind"] = ref.api_version, ref.kind
+        meta |= {"uid": str(uuid.uuid4()), "creationTimestamp": rfc3339(), "generation": 1}
+        for transient in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
+            meta.pop(transient, None)
+        return self._store(ref, obj, "ADDED")
+
+    def _write(self, call: Call, old: JsonDict, new: JsonDict) -> JsonDict:
+        """Apply subresource rules, immutable metadata, generation and finalizer semantics; store."""
+        ref = call.resource
+        if ref in self._status:
+            if call.subresource == "status":
+                status = new.get("status")
+                new = copy.deepcopy(old)
+                if status is None:
+                    new.pop("status", None)
+                else:
+                    new["status"] = status
+            elif "status" in old:
+                new["status"] = copy.deepcopy(old["status"])
+            else:
+                new.pop("status", None)
+        meta = new.setdefault("metadata", {})
+        old_meta = old["metadata"]
+        fixed_fields = ("name", "namespace", "uid", "creationTimestamp", "generation")
+        for fixed in (*fixed_fields, "deletionTimestamp", "deletionGracePeriodSeconds"):
+            if fixed in old_meta:
+                meta[fixed] = old_meta[fixed]
+            else:
+                meta.pop(fixed, None)
+        meta["resourceVersion"] = old_meta["resourceVersion"]
+        new["apiVersion"], new["kind"] = ref.api_version, ref.kind
+        if old_meta.get("deletionTimestamp"):
+            added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
+            if added:
+                raise status_error(
+                    422, "Invalid", "no new finalizers can be added if the object is being deleted"
+                )
+        if not meta.get("finalizers"):
+            meta.pop("finalizers", None)
+        if new == old:
+            return copy.deepcopy(old)
+        if _spec_of(new, ref in self._status) != _spec_of(old, ref in self._status):
+            meta["generation"] = int(old_meta.get("generation") or 0) + 1
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            return self._remove(ref, new)
+        return self._store(ref, new, "MODIFIED")
+
+    def _store(self, ref: ResourceRef, obj: JsonDict, event: str) -> JsonDict:
+        self._rv += 1
+        obj["metadata"]["resourceVersion"] = str(self._rv)
+        meta = obj["metadata"]
+        self._objects[(ref, meta.get("namespace"), meta["name"])] = obj
+        self._emit(ref, event, obj)
+        return copy.deepcopy(obj)
+
+    def _remove(self, ref: ResourceRef, obj: JsonDict) -> JsonDict:
+        meta = obj["metadata"]
+        self._objects.pop((ref, meta.get("namespace"), meta["name"]), None)
+        self._rv += 1
+        gone_obj = copy.deepcopy(obj)
+        gone_obj["metadata"]["resourceVersion"] = str(self._rv)
+        self._emit(ref, "DELETED", gone_obj)
+        return copy.deepcopy(gone_obj)
+
+    def _emit(self, ref: ResourceRef, event: str, obj: JsonDict) -> None:
+        snapshot = copy.deepcopy(obj)
+        self._log.append((self._rv, ref, event, snapshot))
+        for watch in list(self._watches):
+            watch.offer(ref, event, snapshot)
+
+
+def _spec_of(obj: JsonDict, status_subresource: bool) -> JsonDict:
+    drop = {"metadata", "status"} if status_subresource else {"metadata"}
+    return {k: v for k, v in obj.items() if k not in drop}
+
+
+def _params(params: Params | None) -> dict[str, str]:
+    if params is None:
+        return {}
+    items = params.items() if isinstance(params, Mapping) else params
+    out: dict[str, str] = {}
+    for key, value in items:
+        if value is None:
+            continue
+        out[key] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return out
+
+
+_END = object()
+
+
+class FakeWatch:
+    """One watch on a FakeKube; implements `dbaasctl.kube.api.WatchEvents`."""
+
+    def __init__(self, kube: FakeKube, path: str, params: dict[str, str], idle_timeout: float | None) -> None:
+        self._kube = kube
+        self.path = path
+        self.params = params
+        self._idle_timeout = idle_timeout
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._open = False
+        self._finished = False
+        self._deadline: float | None = None
+        self.silenced = False
+        self.bookmarks = params.get("allowWatchBookmarks") == "true"
+        self._call: Call | None = None
+        self._match: Matcher = lambda _obj: True
+
+    async def __aenter__(self) -> Self:
+        call = await self._kube._enter("watch", self.path, params=self.params)
+        if call.name is not None:
+            raise status_error(405, "MethodNotAllowed", "watch needs a collection path")
+        self._call = call
+        self._match = self._kube._matcher(self.params)
+        if self.params.get("timeoutSeconds"):
+            self._deadline = asyncio.get_running_loop().time() + float(self.params["timeoutSeconds"])
+        rv = self.params.get("resourceVersion") or "0"
+        if rv == "0":
+            for obj in self._kube._select(call.resource, call.namespace, self._match):
+                self.push({"type": "ADDED", "object": copy.deepcopy(obj)})
+        elif int(rv) < self._kube._compacted:
+            self.push({"type": "ERROR", "object": gone().body})
+        else:
+            for entry_rv, ref, event, obj in self._kube._log:
+                if entry_rv > int(rv):
+                    self.offer(ref, event, obj)
+        self._open = True
+        self._kube._watches.append(self)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._close()
+
+    def __aiter__(self) -> AsyncIterator[JsonDict]:
+        return self
+
+    def _close(self) -> None:
+        self._finished = True
+        if self in self._kube._watches:
+            self._kube._watches.remove(self)
+
+    def bookmark_object(self, rv: int) -> JsonDict:
+        assert self._call is not None
+        ref = self._call.resource
+        return {"kind": ref.kind, "apiVersion": ref.api_version, "metadata": {"resourceVersion": str(rv)}}
+
+    def offer(self, ref: ResourceRef, event: str, obj: JsonDict) -> None:
+        call = self._call
+        if call is None or ref != call.resource:
+            return
+        if call.namespace is not None and obj["metadata"].get("namespace") != call.namespace:
+            return
+        if self._match(obj):
+            self.push({"type": event, "object": copy.deepcopy(obj)})
+
+    def push(self, event: JsonDict) -> None:
+        if not self.silenced and not self._finished:
+            self._queue.put_nowait(event)
+
+    def end(self, error: BaseException | None) -> None:
+        if isinstance(error, ApiError):
+            self.push({"type": "ERROR", "object": error.body or {"code": error.status}})
+            self.push(_END)
+        else:
+            self.push(error if error is not None else _END)
+        if self in self._kube._watches:
+            self._kube._watches.remove(self)
+
+    async def __anext__(self) -> JsonDict:
+        if self._finished:
+            raise StopAsyncIteration
+        loop = asyncio.get_running_loop()
+        wait = self._idle_timeout
+        if self._deadline is not None:
+            left = max(0.0, self._deadline - loop.time())
+            wait = left if wait is None else min(wait, left)
+        try:
+            async with asyncio.timeout(wait):
+                item = await self._queue.get()
+        except TimeoutError:
+            if self._deadline is not None and loop.time() >= self._deadline:
+                self._close()
+                raise StopAsyncIteration from None
+            self._close()
+            raise WatchIdleTimeout(f"watch {self.path}: silent for {self._idle_timeout}s") from None
+        if item is _END:
+            self._close()
+            raise StopAsyncIteration
+        if isinstance(item, BaseException):
+            self._close()
+            raise item
+        if item.get("type") == "ERROR":
+            self._close()
+            raise ApiError.from_status(item["object"], method="GET", path=self.path)
+        return dict(item)
