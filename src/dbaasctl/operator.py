@@ -31,7 +31,7 @@ from dbaasctl.controller.config import CONFIG_KEY, OPERATOR_CONFIGS, ConfigRecon
 from dbaasctl.controller.database import DATABASES, DatabaseMetrics, DatabaseReconciler, Dependencies
 from dbaasctl.dbms.endpoints import EndpointHealth, EndpointRegistry
 from dbaasctl.kube.api import KubeApi
-from dbaasctl.kube.informer import NAMESPACE_INDEX, Informer
+from dbaasctl.kube.cache import NAMESPACE_INDEX, Informer
 from dbaasctl.kube.manager import Manager, ManagerSettings
 from dbaasctl.kube.ratelimit import default_controller_rate_limiter
 from dbaasctl.kube.resources import NAMESPACES, SECRETS, JsonDict, ResourceRef, object_key

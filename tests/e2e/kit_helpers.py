@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from dbaasctl.kube.informer import Informer
+from dbaasctl.kube.cache import Informer
 from dbaasctl.kube.resources import CONFIGMAPS
 from dbaasctl.kube.rest import KubeClient
 

@@ -10,7 +10,8 @@ It keeps the semantics a controller relies on, the way kube-apiserver over etcd 
 - finalizers: delete sets `deletionTimestamp`, the object goes once its finalizers are empty; no new
   finalizer may be added while deleting (422);
 - list with label/field selectors and pages (`limit`, `continue`) served from one snapshot;
-- watch from a resourceVersion (history replay, then live), BOOKMARK events on request, 410 Expired for
+- watch from a resourceVersion (history replay, then live), BOOKMARKs every minute and on request,
+  410 Expired for
   a resourceVersion older than `compact()`, `timeoutSeconds`, the client's idle timeout;
 - failures injected per call: before or after the write is applied (`fail_next`), or from a hook.
 
@@ -120,7 +121,10 @@ class FakeKube:
         resources: Iterable[ResourceRef] = (),
         *,
         status_subresources: Iterable[ResourceRef] = (),
+        bookmark_interval: float | None = 60.0,
     ) -> None:
+        """`bookmark_interval`: watches that allow bookmarks get one this often (kube-apiserver: ~1 min)."""
+        self.bookmark_interval = bookmark_interval
         self._resources: dict[tuple[str, str, str], ResourceRef] = {}
         self._status: set[ResourceRef] = set()
         for ref in (*WELL_KNOWN, *resources):
@@ -538,6 +542,7 @@ class FakeWatch:
         self._open = False
         self._finished = False
         self._deadline: float | None = None
+        self._next_bookmark: float | None = None
         self.silenced = False
         self.bookmarks = params.get("allowWatchBookmarks") == "true"
         self._call: Call | None = None
@@ -549,8 +554,11 @@ class FakeWatch:
             raise status_error(405, "MethodNotAllowed", "watch needs a collection path")
         self._call = call
         self._match = self._kube._matcher(self.params)
+        now = asyncio.get_running_loop().time()
         if self.params.get("timeoutSeconds"):
-            self._deadline = asyncio.get_running_loop().time() + float(self.params["timeoutSeconds"])
+            self._deadline = now + float(self.params["timeoutSeconds"])
+        if self.bookmarks and self._kube.bookmark_interval:
+            self._next_bookmark = now + self._kube.bookmark_interval
         rv = self.params.get("resourceVersion") or "0"
         if rv == "0":
             for obj in self._kube._select(call.resource, call.namespace, self._match):
@@ -609,19 +617,26 @@ class FakeWatch:
         if self._finished:
             raise StopAsyncIteration
         loop = asyncio.get_running_loop()
-        wait = self._idle_timeout
-        if self._deadline is not None:
-            left = max(0.0, self._deadline - loop.time())
-            wait = left if wait is None else min(wait, left)
-        try:
-            async with asyncio.timeout(wait):
-                item = await self._queue.get()
-        except TimeoutError:
-            if self._deadline is not None and loop.time() >= self._deadline:
-                self._close()
-                raise StopAsyncIteration from None
-            self._close()
-            raise WatchIdleTimeout(f"watch {self.path}: silent for {self._idle_timeout}s") from None
+        idle_at = None if self._idle_timeout is None else loop.time() + self._idle_timeout
+        while True:
+            wake = min(
+                (t for t in (idle_at, self._deadline, self._next_bookmark) if t is not None), default=None
+            )
+            try:
+                async with asyncio.timeout_at(wake):
+                    item = await self._queue.get()
+                break
+            except TimeoutError:
+                now = loop.time()
+                if self._deadline is not None and now >= self._deadline:
+                    self._close()
+                    raise StopAsyncIteration from None
+                if idle_at is not None and now >= idle_at:
+                    self._close()
+                    raise WatchIdleTimeout(f"watch {self.path}: silent for {self._idle_timeout}s") from None
+                self._next_bookmark = now + (self._kube.bookmark_interval or 0.0)
+                if not self.silenced:
+                    return {"type": "BOOKMARK", "object": self.bookmark_object(self._kube.resource_version)}
         if item is _END:
             self._close()
             raise StopAsyncIteration

@@ -5,10 +5,10 @@ Knows nothing about databases; imports nothing of dbaasctl but `dbaasctl.observa
 """
 
 from dbaasctl.kube.api import KubeApi
+from dbaasctl.kube.cache import DeletedFinalStateUnknown, Informer
 from dbaasctl.kube.controller import Controller, ReportedError, Result, TerminalError
 from dbaasctl.kube.errors import ApiError, WatchIdleTimeout
 from dbaasctl.kube.events import EventRecorder, ObjectRef
-from dbaasctl.kube.informer import DeletedFinalStateUnknown, Informer
 from dbaasctl.kube.leader import LeaderElectionConfig, LeaderElector
 from dbaasctl.kube.manager import Manager, ManagerSettings
 from dbaasctl.kube.resources import (

@@ -34,9 +34,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from dbaasctl.kube.api import KubeApi
+from dbaasctl.kube.cache import IndexFunc, Informer
 from dbaasctl.kube.controller import Controller, Reconcile
 from dbaasctl.kube.events import EventRecorder
-from dbaasctl.kube.informer import IndexFunc, Informer
 from dbaasctl.kube.leader import LeaderElectionConfig, LeaderElector, default_identity
 from dbaasctl.kube.ratelimit import RateLimiter
 from dbaasctl.kube.resources import JsonDict, ResourceRef
