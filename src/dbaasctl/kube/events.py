@@ -30,11 +30,11 @@ from prometheus_client import CollectorRegistry
 
 from dbaasctl.kube.api import KubeApi
 from dbaasctl.kube.errors import ApiError
-from dbaasctl.kube.ratelimit import TokenBucket
 from dbaasctl.kube.resources import CORE_EVENTS, EVENTS, JsonDict
 from dbaasctl.observability import metrics as m
 from dbaasctl.observability.logging import redact
 from dbaasctl.primitives.clock import micro_time, rfc3339
+from dbaasctl.primitives.tokenbucket import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ class Aggregator:
     def _allowed(self, identity: str) -> bool:
         bucket = self._buckets.get(identity)
         if bucket is None:
-            bucket = TokenBucket(self.spam_rate, self.spam_burst, self._clock)
+            bucket = TokenBucket(self.spam_rate, self.spam_burst, clock=self._clock)
             self._buckets[identity] = bucket
             while len(self._buckets) > self.cache_size:
                 self._buckets.popitem(last=False)
