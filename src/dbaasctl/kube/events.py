@@ -35,7 +35,7 @@ from dbaasctl.kube.eventseries import (
 )
 from dbaasctl.kube.resources import CORE_EVENTS, EVENTS, JsonDict
 from dbaasctl.observability import metrics as m
-from dbaasctl.primitives.clock import micro_time, rfc3339
+from dbaasctl.primitives.clock import loop_time, micro_time, rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class EventRecorder:
         cache_size: int = 4096,
         write_timeout: float = 10.0,
         registry: CollectorRegistry | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = loop_time,
     ) -> None:
         self.client = client
         self.reporting_controller = reporting_controller[:FIELD_LIMIT]

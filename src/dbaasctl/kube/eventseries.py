@@ -13,7 +13,6 @@ Pure bookkeeping, no I/O: the rules are unit-tested without an API server.
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any, Literal
 
 from dbaasctl.kube.resources import JsonDict
 from dbaasctl.observability.logging import redact
+from dbaasctl.primitives.clock import loop_time
 from dbaasctl.primitives.tokenbucket import TokenBucket
 
 EventType = Literal["Normal", "Warning"]
@@ -122,7 +122,7 @@ class Aggregator:
         spam_burst: int = 25,
         spam_refill_seconds: float = 300.0,
         cache_size: int = 4096,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = loop_time,
     ) -> None:
         self.series_window = series_window
         self.spam_burst = spam_burst

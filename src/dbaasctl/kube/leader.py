@@ -20,7 +20,6 @@ import asyncio
 import logging
 import random
 import socket
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,14 +27,18 @@ from typing import Any
 
 import aiohttp
 from prometheus_client import CollectorRegistry
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from dbaasctl.kube.api import KubeApi
 from dbaasctl.kube.errors import ApiError
 from dbaasctl.kube.resources import LEASES, JsonDict
 from dbaasctl.observability import metrics as m
-from dbaasctl.primitives.clock import micro_time
+from dbaasctl.primitives.clock import loop_time, micro_time
 
 log = logging.getLogger(__name__)
+
+#: Writes of the released Lease before giving up (each after a conflict re-read it).
+RELEASE_ATTEMPTS = 3
 
 _ERRORS = (ApiError, aiohttp.ClientError, OSError, TimeoutError, ValueError)
 
@@ -75,7 +78,7 @@ class LeaderElector:
         config: LeaderElectionConfig,
         *,
         registry: CollectorRegistry | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = loop_time,
     ) -> None:
         config.validate()
         self.client = client
@@ -266,29 +269,42 @@ class LeaderElector:
         self._leader = False
         self._gauge.set(0)
         lease: JsonDict = self._lease
+
+        async def write_released() -> bool:
+            nonlocal lease
+            spec: Any = dict(lease.get("spec") or {})
+            if spec.get("holderIdentity") != self.identity:
+                return False
+            now = micro_time()
+            released = {
+                "holderIdentity": "",
+                "leaseDurationSeconds": 1,
+                "acquireTime": now,
+                "renewTime": now,
+                "leaseTransitions": int(spec.get("leaseTransitions") or 0),
+            }
+            try:
+                self._lease = await self._write(lease, released)
+            except ApiError as exc:
+                if exc.is_conflict:
+                    lease = await self.client.get(self.path)  # still ours? the next attempt checks
+                raise
+            return True
+
+        # A conflict means someone wrote the Lease since we read it: re-read and try again, a few times.
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(RELEASE_ATTEMPTS),
+            retry=retry_if_exception(lambda exc: isinstance(exc, ApiError) and exc.is_conflict),
+            reraise=True,
+        )
         try:
             async with asyncio.timeout(cfg.renew_deadline):
-                for _ in range(3):
-                    spec: Any = dict(lease.get("spec") or {})
-                    if spec.get("holderIdentity") != self.identity:
-                        return False
-                    now = micro_time()
-                    released = {
-                        "holderIdentity": "",
-                        "leaseDurationSeconds": 1,
-                        "acquireTime": now,
-                        "renewTime": now,
-                        "leaseTransitions": int(spec.get("leaseTransitions") or 0),
-                    }
-                    try:
-                        self._lease = await self._write(lease, released)
-                    except ApiError as exc:
-                        if not exc.is_conflict:
-                            raise
-                        lease = await self.client.get(self.path)
-                        continue
-                    log.info("lease %s/%s: released by %s", cfg.namespace, cfg.lease_name, self.identity)
-                    return True
+                async for attempt in retrying:
+                    with attempt:
+                        if not await write_released():
+                            return False
+            log.info("lease %s/%s: released by %s", cfg.namespace, cfg.lease_name, self.identity)
+            return True
         except _ERRORS as exc:
             log.warning("lease %s: release failed: %s", cfg.lease_name, exc)
         return False

@@ -24,10 +24,11 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from prometheus_client import CollectorRegistry
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from dbaasctl.kube.api import Params, PatchType
 from dbaasctl.kube.config import ClientConfig, load_config, ssl_context
-from dbaasctl.kube.errors import error_from_response
+from dbaasctl.kube.errors import ApiError, error_from_response
 from dbaasctl.kube.resources import JsonDict
 from dbaasctl.kube.watch import WatchStream
 from dbaasctl.observability import metrics as m
@@ -47,6 +48,21 @@ TOKEN_FILE_TTL = 60.0
 DEFAULT_TIMEOUT = 30.0
 # Objects are capped at ~1.5 MiB by etcd; a watch line is one object plus an envelope.
 READ_BUFSIZE = 2**21
+
+
+#: Without a Retry-After, a throttled request waits this long; a longer Retry-After is capped here.
+THROTTLE_DEFAULT_WAIT = 1.0
+THROTTLE_MAX_WAIT = 10.0
+
+
+def _is_throttled(exc: BaseException) -> bool:
+    return isinstance(exc, ApiError) and exc.is_too_many_requests
+
+
+def _retry_after_wait(state: RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome is not None else None
+    hint = exc.retry_after if isinstance(exc, ApiError) else None
+    return min(THROTTLE_DEFAULT_WAIT if hint is None else hint, THROTTLE_MAX_WAIT)
 
 
 class _RestMetrics:
@@ -231,22 +247,35 @@ class KubeClient:
         everything else is left to the caller, whose retry policy knows more.
         """
         client_timeout = aiohttp.ClientTimeout(total=timeout if timeout is not None else self.timeout)
-        attempt = 0
-        while True:
-            resp = await self._open(method, path, params, body, content_type, client_timeout)
-            async with resp:
-                if 200 <= resp.status < 300:
-                    raw = await resp.read()
-                    if not raw:
-                        return {}
-                    decoded = json.loads(raw)
-                    return decoded if isinstance(decoded, dict) else {"items": decoded}
-                err = await error_from_response(resp, method, path)
-            if err.is_too_many_requests and attempt < self.max_429_retries:
-                attempt += 1
-                await asyncio.sleep(min(err.retry_after if err.retry_after is not None else 1.0, 10.0))
-                continue
-            raise err
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_429_retries + 1),
+            retry=retry_if_exception(_is_throttled),
+            wait=_retry_after_wait,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._request_once(method, path, params, body, content_type, client_timeout)
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def _request_once(
+        self,
+        method: str,
+        path: str,
+        params: Params | None,
+        body: Any,
+        content_type: str | None,
+        timeout: aiohttp.ClientTimeout,
+    ) -> JsonDict:
+        resp = await self._open(method, path, params, body, content_type, timeout)
+        async with resp:
+            if 200 <= resp.status < 300:
+                raw = await resp.read()
+                if not raw:
+                    return {}
+                decoded = json.loads(raw)
+                return decoded if isinstance(decoded, dict) else {"items": decoded}
+            raise await error_from_response(resp, method, path)
 
     # -- verbs ---------------------------------------------------------------------------------------
 
