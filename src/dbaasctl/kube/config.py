@@ -193,7 +193,7 @@ async def load_config(
 async def _load_with_kubernetes_asyncio(
     path: str | None, context: str | None, token: str | None
 ) -> tuple[ClientConfig, Any]:
-    # Imported only here: it pulls in every generated API model (~40 MB resident).
+    # Imported only here: it pulls in every generated API model (the cost is in docs/benchmarks.md).
     from kubernetes_asyncio import config as kconfig
     from kubernetes_asyncio.client import Configuration
 
