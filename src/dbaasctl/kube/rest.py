@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import ssl
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -46,6 +47,8 @@ PATCH_CONTENT_TYPES: dict[str, str] = {
 #: How long a token read from a file is reused (client-go re-reads bound tokens every minute too).
 TOKEN_FILE_TTL = 60.0
 DEFAULT_TIMEOUT = 30.0
+#: Connections for ordinary requests; watches have their own, uncapped pool (one connection each).
+REQUEST_CONNECTIONS = 100
 # Objects are capped at ~1.5 MiB by etcd; a watch line is one object plus an envelope.
 READ_BUFSIZE = 2**21
 
@@ -118,10 +121,11 @@ class KubeClient:
         self._metrics = _RestMetrics(self.registry)
         if config.token:
             register_secret(config.token)
-        connector = aiohttp.TCPConnector(limit=100, ssl=ssl_context(config))
-        self._session = aiohttp.ClientSession(
-            connector=connector, read_bufsize=READ_BUFSIZE, timeout=aiohttp.ClientTimeout(total=None)
-        )
+        tls = ssl_context(config)
+        # Two pools: a watch holds its connection for minutes, so watches on many namespaces would take
+        # every connection of a shared pool and leave lease renewals waiting until the lease lapses.
+        self._session = self._new_session(REQUEST_CONNECTIONS, tls)
+        self._watch_session = self._new_session(0, tls)
         self._server_hostname = config.tls_server_name
         self._token_cache: tuple[str, float] | None = None
         # kubeconfig exec/gcp credentials expire; kubernetes-asyncio refreshes them in a loop that
@@ -133,6 +137,14 @@ class KubeClient:
             self._refresh_task = asyncio.get_running_loop().create_task(
                 kconfig.refresh_token(loader, config.kube_configuration), name="kube-token-refresh"
             )
+
+    @staticmethod
+    def _new_session(limit: int, tls: ssl.SSLContext | bool) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=limit, ssl=tls),
+            read_bufsize=READ_BUFSIZE,
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
 
     @classmethod
     async def from_config(
@@ -163,8 +175,9 @@ class KubeClient:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._refresh_task
             self._refresh_task = None
-        if not self._session.closed:
-            await self._session.close()
+        for session in (self._session, self._watch_session):
+            if not session.closed:
+                await session.close()
 
     @property
     def closed(self) -> bool:
@@ -204,6 +217,8 @@ class KubeClient:
         body: Any,
         content_type: str | None,
         timeout: aiohttp.ClientTimeout,
+        *,
+        session: aiohttp.ClientSession | None = None,
     ) -> aiohttp.ClientResponse:
         headers = {"Accept": "application/json", **await self._auth_headers()}
         data: bytes | None = None
@@ -215,7 +230,7 @@ class KubeClient:
         if self._server_hostname:
             kwargs["server_hostname"] = self._server_hostname
         try:
-            resp = await self._session.request(
+            resp = await (session or self._session).request(
                 method,
                 self.base_url + path,
                 params=_encode_params(params),
@@ -365,6 +380,6 @@ class KubeClient:
         query = [*_encode_params(params), ("watch", "true")]
 
         async def opener(timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
-            return await self._open("GET", path, query, None, None, timeout)
+            return await self._open("GET", path, query, None, None, timeout, session=self._watch_session)
 
         return WatchStream(opener, path, idle_timeout=idle_timeout, connect_timeout=connect_timeout)
