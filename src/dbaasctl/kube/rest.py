@@ -10,15 +10,12 @@ Configuration comes from `kube.config`; watch streams are `kube.watch.WatchStrea
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import os
 import ssl
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -28,12 +25,13 @@ from prometheus_client import CollectorRegistry
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from dbaasctl.kube.api import Params, PatchType
+from dbaasctl.kube.auth import Authenticator
 from dbaasctl.kube.config import ClientConfig, load_config, ssl_context
 from dbaasctl.kube.errors import ApiError, error_from_response
 from dbaasctl.kube.resources import JsonDict
 from dbaasctl.kube.watch import WatchStream
 from dbaasctl.observability import metrics as m
-from dbaasctl.observability.logging import register_secret, trace
+from dbaasctl.observability.logging import trace
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +42,6 @@ PATCH_CONTENT_TYPES: dict[str, str] = {
     "apply": "application/apply-patch+yaml",
 }
 
-#: How long a token read from a file is reused (client-go re-reads bound tokens every minute too).
-TOKEN_FILE_TTL = 60.0
 DEFAULT_TIMEOUT = 30.0
 #: Connections for ordinary requests; watches have their own, uncapped pool (one connection each).
 REQUEST_CONNECTIONS = 100
@@ -119,29 +115,25 @@ class KubeClient:
         self.max_429_retries = max_429_retries
         self.registry = registry if registry is not None else m.default_registry()
         self._metrics = _RestMetrics(self.registry)
-        if config.token:
-            register_secret(config.token)
+        self.auth = Authenticator(config, loader)
+        if config.cert_file:
+            log.info(
+                "client certificate %s is loaded once: a rotated certificate needs a restart",
+                config.cert_file,
+            )
         tls = ssl_context(config)
         # Two pools: a watch holds its connection for minutes, so watches on many namespaces would take
         # every connection of a shared pool and leave lease renewals waiting until the lease lapses.
         self._session = self._new_session(REQUEST_CONNECTIONS, tls)
         self._watch_session = self._new_session(0, tls)
         self._server_hostname = config.tls_server_name
-        self._token_cache: tuple[str, float] | None = None
-        # kubeconfig exec/gcp credentials expire; kubernetes-asyncio refreshes them in a loop that
-        # returns at once for every other auth type.
-        self._refresh_task: asyncio.Task[None] | None = None
-        if loader is not None and config.kube_configuration is not None:
-            from kubernetes_asyncio import config as kconfig
-
-            self._refresh_task = asyncio.get_running_loop().create_task(
-                kconfig.refresh_token(loader, config.kube_configuration), name="kube-token-refresh"
-            )
 
     @staticmethod
     def _new_session(limit: int, tls: ssl.SSLContext | bool) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=limit, ssl=tls),
+            # HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as client-go honours them.
+            trust_env=True,
             read_bufsize=READ_BUFSIZE,
             timeout=aiohttp.ClientTimeout(total=None),
         )
@@ -170,11 +162,7 @@ class KubeClient:
         await self.close()
 
     async def close(self) -> None:
-        if self._refresh_task is not None:
-            self._refresh_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._refresh_task
-            self._refresh_task = None
+        await self.auth.close()
         for session in (self._session, self._watch_session):
             if not session.closed:
                 await session.close()
@@ -182,28 +170,6 @@ class KubeClient:
     @property
     def closed(self) -> bool:
         return self._session.closed
-
-    async def _auth_headers(self) -> dict[str, str]:
-        if self.config.token:
-            return {"Authorization": f"Bearer {self.config.token}"}
-        if self.config.token_file:
-            return {"Authorization": f"Bearer {self._file_token()}"}
-        kc = self.config.kube_configuration
-        if kc is None:
-            return {}
-        value = await kc.get_api_key_with_prefix("BearerToken")
-        if value:
-            return {"Authorization": str(value)}
-        return {}
-
-    def _file_token(self) -> str:
-        now = time.monotonic()
-        if self._token_cache is None or now - self._token_cache[1] > TOKEN_FILE_TTL:
-            assert self.config.token_file is not None
-            token = Path(self.config.token_file).read_text(encoding="utf-8").strip()
-            register_secret(token)
-            self._token_cache = (token, now)
-        return self._token_cache[0]
 
     def _observe(self, method: str, code: str, started: float) -> None:
         self._metrics.requests.labels(code=code, method=method, host=self.host_label).inc()
@@ -220,7 +186,7 @@ class KubeClient:
         *,
         session: aiohttp.ClientSession | None = None,
     ) -> aiohttp.ClientResponse:
-        headers = {"Accept": "application/json", **await self._auth_headers()}
+        headers = {"Accept": "application/json", **await self.auth.headers()}
         data: bytes | None = None
         if body is not None:
             data = json.dumps(body).encode()
@@ -229,6 +195,8 @@ class KubeClient:
         kwargs: dict[str, Any] = {}
         if self._server_hostname:
             kwargs["server_hostname"] = self._server_hostname
+        if self.config.proxy_url:
+            kwargs["proxy"] = self.config.proxy_url
         try:
             resp = await (session or self._session).request(
                 method,
@@ -281,6 +249,7 @@ class KubeClient:
         body: Any,
         content_type: str | None,
         timeout: aiohttp.ClientTimeout,
+        may_reauth: bool = True,
     ) -> JsonDict:
         resp = await self._open(method, path, params, body, content_type, timeout)
         async with resp:
@@ -290,7 +259,11 @@ class KubeClient:
                     return {}
                 decoded = json.loads(raw)
                 return decoded if isinstance(decoded, dict) else {"items": decoded}
-            raise await error_from_response(resp, method, path)
+            err = await error_from_response(resp, method, path)
+        if err.is_unauthorized and may_reauth and self.auth.rejected():
+            # A rotated token file: the one re-read now is the only other credential we could send.
+            return await self._request_once(method, path, params, body, content_type, timeout, False)
+        raise err
 
     # -- verbs ---------------------------------------------------------------------------------------
 
