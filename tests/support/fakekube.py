@@ -140,6 +140,8 @@ class FakeKube:
         self._tokens = itertools.count(1)
         self._faults: list[_Fault] = []
         self.hook: Hook | None = None
+        #: Called after a write was applied, before the answer returns (a slow response path).
+        self.after_hook: Hook | None = None
         self.calls: list[Call] = []
         self.closed = False
 
@@ -256,7 +258,7 @@ class FakeKube:
         if call.name is not None:
             raise status_error(405, "MethodNotAllowed", "create needs a collection path")
         result = self._create(call.resource, call.namespace, copy.deepcopy(dict(body)), keep_status=False)
-        return self._leave(call, result)
+        return await self._leave(call, result)
 
     async def replace(
         self,
@@ -269,7 +271,7 @@ class FakeKube:
         call = await self._enter("replace", path, body=body)
         old = self._existing(call)
         self._check_rv(call, old, body)
-        return self._leave(call, self._write(call, old, copy.deepcopy(dict(body))))
+        return await self._leave(call, self._write(call, old, copy.deepcopy(dict(body))))
 
     async def patch(
         self,
@@ -295,7 +297,7 @@ class FakeKube:
                 raise status_error(422, "Invalid", f"the JSON patch could not be applied: {exc}") from None
         else:
             raise status_error(415, "UnsupportedMediaType", "server-side apply is not modelled")
-        return self._leave(call, self._write(call, old, new))
+        return await self._leave(call, self._write(call, old, new))
 
     async def delete(
         self,
@@ -317,11 +319,11 @@ class FakeKube:
                 )
         if meta.get("finalizers"):
             if meta.get("deletionTimestamp"):
-                return self._leave(call, copy.deepcopy(old))
+                return await self._leave(call, copy.deepcopy(old))
             new = copy.deepcopy(old)
             new["metadata"] |= {"deletionTimestamp": rfc3339(), "deletionGracePeriodSeconds": 0}
-            return self._leave(call, self._store(call.resource, new, "MODIFIED"))
-        return self._leave(call, self._remove(call.resource, old))
+            return await self._leave(call, self._store(call.resource, new, "MODIFIED"))
+        return await self._leave(call, self._remove(call.resource, old))
 
     def watch(
         self,
@@ -372,7 +374,9 @@ class FakeKube:
             raise fault
         return call
 
-    def _leave(self, call: Call, result: JsonDict) -> JsonDict:
+    async def _leave(self, call: Call, result: JsonDict) -> JsonDict:
+        if self.after_hook is not None:
+            await self.after_hook(call)
         fault = self._take_fault(call, after=True)
         if fault is not None:
             raise fault

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from dbaasctl.kube.leader import LeaderElectionConfig, LeaderElector
 from dbaasctl.kube.resources import LEASES
-from support.fakekube import FakeKube, conflict
+from support.fakekube import Call, FakeKube, conflict
 
 pytestmark = pytest.mark.looptime
 
@@ -66,3 +66,48 @@ async def test_release_gives_up_when_someone_else_holds_the_lease() -> None:
     await kube.patch(LEASES.path("ops", "lead"), {"spec": {"holderIdentity": "thief"}})
     assert await a.release() is False
     assert (kube.read(LEASES, "ops", "lead") or {})["spec"]["holderIdentity"] == "thief"
+
+
+async def test_a_renewal_counts_from_when_it_was_sent_not_when_the_answer_came() -> None:
+    kube = FakeKube()
+    loop = asyncio.get_running_loop()
+    a = elector(kube, "a")
+    await a.acquire()
+    sent: list[float] = []
+
+    async def note_send(call: Call) -> None:
+        if call.verb == "replace":
+            sent.append(loop.time())
+
+    async def slow_answer(call: Call) -> None:
+        if call.verb == "replace":
+            await asyncio.sleep(8)  # applied by the server at once, answered 8 s later
+
+    kube.hook, kube.after_hook = note_send, slow_answer
+    holding = asyncio.create_task(a.hold())
+    while not sent or loop.time() < sent[0] + 8:
+        await asyncio.sleep(0.5)
+    holding.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await holding
+    # A standby saw the renewal when the server applied it (at the send), so that is where the lease
+    # counts from; the answer's arrival would give this leader 8 s it does not have.
+    assert a.lease_valid_until == sent[0] + 15
+
+
+async def test_may_act_refuses_once_the_lease_may_have_lapsed_even_while_still_leader() -> None:
+    kube = FakeKube()
+    loop = asyncio.get_running_loop()
+    a = elector(kube, "a")
+    await a.acquire()
+    acquired_at = loop.time()
+    assert a.may_act()
+    assert a.may_act(14.9)
+    assert not a.may_act(15.1), "an action longer than the lease could outlive it"
+    await asyncio.sleep(11)  # no renewal ran: a stalled loop, a hung API server
+    assert a.is_leader, "nothing has told it yet"
+    assert a.may_act(3.9)
+    assert not a.may_act(4.1)
+    await asyncio.sleep(4)
+    assert not a.may_act()
+    assert loop.time() - acquired_at == pytest.approx(15)

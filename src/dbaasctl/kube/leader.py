@@ -10,6 +10,9 @@
 - With the defaults (15 s / 10 s / 2 s) a leader that loses the API stops believing it leads at most
   ~12 s after its last renewal, while a standby waits ≥ 15 s after it saw that renewal: the ~3 s gap is
   the budget for cancelling work. Lengthen the lease, not the deadline, if work needs longer.
+- Renewals are stamped with the time their request was **sent**, and `may_act(duration)` answers
+  whether the lease still holds for a side effect of that length: the fencing check callers make right
+  before an action that a new leader must never repeat.
 - `release()` (graceful stop, after all guarded work ended) writes holder "" and leaseDurationSeconds=1,
   so a standby takes over within about one retry period instead of a full lease.
 """
@@ -89,7 +92,11 @@ class LeaderElector:
         self._observed_spec: JsonDict | None = None
         self._observed_at = 0.0
         self._leader = False
+        # When the last successful write was *sent*: the server applied it no earlier, so a standby's
+        # lease clock started no earlier either. Stamping the answer's arrival would overstate the lease
+        # by the response time.
         self._last_renew: float | None = None
+        self._write_sent = 0.0
         self._gauge = m.gauge(
             "leader_election_master_status",
             "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 "
@@ -106,6 +113,21 @@ class LeaderElector:
     @property
     def is_leader(self) -> bool:
         return self._leader
+
+    @property
+    def lease_valid_until(self) -> float | None:
+        """Until when (on this elector's clock) no one else can lead: the last renewal's send time plus
+        the lease duration. None when not leading."""
+        if not self._leader or self._last_renew is None:
+            return None
+        return self._last_renew + self.config.lease_duration
+
+    def may_act(self, duration: float = 0.0) -> bool:
+        """Fencing for side effects: True only if we lead and the lease still holds `duration` seconds
+        from now. Ask right before an action that must never run twice (a stalled leader whose lease
+        lapsed would otherwise act alongside its successor); `duration` is how long the action may take."""
+        valid_until = self.lease_valid_until
+        return valid_until is not None and self._clock() + duration < valid_until
 
     @property
     def observed_holder(self) -> str:
@@ -133,6 +155,7 @@ class LeaderElector:
         }
 
     async def _write(self, lease: JsonDict, spec: JsonDict) -> JsonDict:
+        self._write_sent = self._clock()
         body = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
@@ -165,6 +188,7 @@ class LeaderElector:
                 "spec": self._desired_spec(None),
             }
             try:
+                self._write_sent = self._clock()
                 created = await self.client.create(LEASES.path(self.config.namespace), body)
             except ApiError as create_exc:
                 if create_exc.is_conflict:
@@ -208,7 +232,7 @@ class LeaderElector:
         while True:
             if await self._attempt(cfg.renew_deadline):
                 self._leader = True
-                self._last_renew = self._clock()
+                self._last_renew = self._write_sent
                 self._gauge.set(1)
                 log.info("lease %s/%s: %s became leader", cfg.namespace, cfg.lease_name, self.identity)
                 return
@@ -243,7 +267,7 @@ class LeaderElector:
                 log.error("lease %s: could not renew within %.0fs", cfg.lease_name, cfg.renew_deadline)
                 return False
             if await self._attempt(remaining):
-                self._last_renew = self._clock()
+                self._last_renew = self._write_sent
                 return True
             holder = self.observed_holder
             if holder and holder != self.identity:

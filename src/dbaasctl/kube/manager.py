@@ -234,6 +234,12 @@ class Manager:
     def is_leader(self) -> bool:
         return self._leading
 
+    def may_act(self, duration: float = 0.0) -> bool:
+        """Fencing for side effects (see `LeaderElector.may_act`); always True without leader election."""
+        if self.elector is None:
+            return True
+        return self._leading and self.elector.may_act(duration)
+
     @property
     def workers_running(self) -> bool:
         return any(c.running for c in self.controllers)
