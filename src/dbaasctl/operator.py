@@ -92,6 +92,7 @@ class Operator:
                 metrics_cert_file=settings.metrics_cert_file,
                 metrics_key_file=settings.metrics_key_file,
                 leader_election=settings.leader_elect,
+                graceful_shutdown_timeout=settings.shutdown_timeout,
                 lease_name=settings.leader_election_id,
                 lease_namespace=namespace,
                 lease_duration=settings.lease_duration,

@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+#: How long queued Events may still be written during a graceful stop.
+EVENT_FLUSH_SECONDS = 2.0
 
 
 @dataclass
@@ -76,9 +78,16 @@ class ManagerSettings:
     retry_period: float = 2.0
     leader_healthz_slack: float = 20.0
     cache_sync_timeout: float = 120.0
-    graceful_shutdown_timeout: float = 30.0
+    #: In-flight reconciles get this long on stop; keep `stop_budget()` under the pod's grace period.
+    graceful_shutdown_timeout: float = 20.0
     event_loop_max_lag: float = 10.0
     handle_signals: bool = True
+
+    def stop_budget(self) -> float:
+        """The longest a graceful stop can take: the drain, the Event flush, then the Lease release
+        (bounded by the renew deadline). The kubelet's SIGKILL must come later than this."""
+        release = self.renew_deadline if self.leader_election else 0.0
+        return self.graceful_shutdown_timeout + EVENT_FLUSH_SECONDS + release
 
 
 Runnable = Callable[[], Coroutine[Any, Any, None]]
@@ -357,7 +366,7 @@ class Manager:
             await cancel_all(self._runnable_tasks)
             self._runnable_tasks = []
         for recorder in self.recorders:
-            await recorder.stop(timeout=0.0 if lost else 2.0)
+            await recorder.stop(timeout=0.0 if lost else EVENT_FLUSH_SECONDS)
         if hold is not None and not hold.done():
             hold.cancel()
             with contextlib.suppress(asyncio.CancelledError):
