@@ -32,7 +32,8 @@ from dbaasctl.controller.database import DATABASES, DatabaseMetrics, DatabaseRec
 from dbaasctl.dbms.endpoints import EndpointHealth, EndpointRegistry
 from dbaasctl.kube.api import KubeApi
 from dbaasctl.kube.cache import NAMESPACE_INDEX, Informer
-from dbaasctl.kube.manager import Manager, ManagerSettings
+from dbaasctl.kube.manager import Manager
+from dbaasctl.kube.manager_settings import ManagerSettings
 from dbaasctl.kube.ratelimit import default_controller_rate_limiter
 from dbaasctl.kube.resources import NAMESPACES, SECRETS, JsonDict, ResourceRef, object_key
 from dbaasctl.kube.rest import KubeClient

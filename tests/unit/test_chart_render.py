@@ -373,7 +373,7 @@ def test_the_grace_period_outlasts_the_drain_the_event_flush_and_the_lease_relea
     values: tuple[Path, ...],
 ) -> None:
     """A SIGKILL before the Lease release makes every standby wait out a full lease."""
-    from dbaasctl.kube.manager import ManagerSettings
+    from dbaasctl.kube.manager_settings import ManagerSettings
     from dbaasctl.settings import parse_args
 
     docs = render(values=values)

@@ -11,7 +11,8 @@ from dbaasctl.kube.errors import ApiError, WatchIdleTimeout
 from dbaasctl.kube.events import EventRecorder
 from dbaasctl.kube.eventseries import ObjectRef
 from dbaasctl.kube.leader import LeaderElectionConfig, LeaderElector
-from dbaasctl.kube.manager import Manager, ManagerSettings
+from dbaasctl.kube.manager import Manager
+from dbaasctl.kube.manager_settings import ManagerSettings
 from dbaasctl.kube.resources import (
     CONFIGMAPS,
     CORE_EVENTS,

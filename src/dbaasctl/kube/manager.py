@@ -27,7 +27,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -36,8 +36,9 @@ from dbaasctl.kube.api import KubeApi
 from dbaasctl.kube.cache import IndexFunc, Informer
 from dbaasctl.kube.controller import Controller, Reconcile
 from dbaasctl.kube.events import EventRecorder
-from dbaasctl.kube.leader import LeaderElectionConfig, LeaderElector, default_identity
+from dbaasctl.kube.leader import LeaderElectionConfig, LeaderElector
 from dbaasctl.kube.lifecycle import cancel_all, drain, until_event
+from dbaasctl.kube.manager_settings import EVENT_FLUSH_SECONDS, ManagerSettings
 from dbaasctl.kube.ratelimit import RateLimiter
 from dbaasctl.kube.resources import JsonDict, ResourceRef
 from dbaasctl.kube.rest import KubeClient
@@ -52,44 +53,6 @@ log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-#: How long queued Events may still be written during a graceful stop.
-EVENT_FLUSH_SECONDS = 2.0
-
-
-@dataclass
-class ManagerSettings:
-    """Process-level knobs; the CLI maps its flags/env/config onto these."""
-
-    probe_host: str = "0.0.0.0"  # noqa: S104 - kubelet probes come from outside the pod
-    probe_port: int = 8081
-    # None: serve /metrics on the probe server. 0: any free port.
-    metrics_host: str = "0.0.0.0"  # noqa: S104
-    metrics_port: int | None = 8080
-    metrics_enabled: bool = True
-    metrics_secure: bool = False
-    metrics_cert_file: str | None = None
-    metrics_key_file: str | None = None
-    leader_election: bool = True
-    lease_name: str = "dbaasctl-leader"
-    lease_namespace: str = "default"
-    identity: str = field(default_factory=default_identity)
-    lease_duration: float = 15.0
-    renew_deadline: float = 10.0
-    retry_period: float = 2.0
-    leader_healthz_slack: float = 20.0
-    cache_sync_timeout: float = 120.0
-    #: In-flight reconciles get this long on stop; keep `stop_budget()` under the pod's grace period.
-    graceful_shutdown_timeout: float = 20.0
-    event_loop_max_lag: float = 10.0
-    handle_signals: bool = True
-
-    def stop_budget(self) -> float:
-        """The longest a graceful stop can take: the drain, the Event flush, then the Lease release
-        (bounded by the renew deadline). The kubelet's SIGKILL must come later than this."""
-        release = self.renew_deadline if self.leader_election else 0.0
-        return self.graceful_shutdown_timeout + EVENT_FLUSH_SECONDS + release
-
-
 Runnable = Callable[[], Coroutine[Any, Any, None]]
 
 
