@@ -89,7 +89,8 @@ class FakeWatch:
         if self._match(obj):
             self.push({"type": event, "object": copy.deepcopy(obj)})
 
-    def push(self, event: JsonDict) -> None:
+    def push(self, event: Any) -> None:
+        """An event dict, an exception to raise, or the end-of-stream marker."""
         if not self.silenced and not self._finished:
             self._queue.put_nowait(event)
 
