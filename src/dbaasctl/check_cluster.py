@@ -14,7 +14,9 @@ import aiohttp
 from dbaasctl.api.operatorconfig import OperatorConfig
 from dbaasctl.check import CLUSTER, CheckInputError, Inputs
 from dbaasctl.connect import open_client
-from dbaasctl.kube.client import SECRETS, ApiError, KubeClient, ResourceRef
+from dbaasctl.kube.errors import ApiError
+from dbaasctl.kube.resources import SECRETS, ResourceRef
+from dbaasctl.kube.rest import KubeClient
 
 OPERATOR_CONFIGS = ResourceRef("dbaasctl.io", "v1", "operatorconfigs", True, "OperatorConfig")
 DATABASE_CLASSES = ResourceRef("dbaasctl.io", "v1", "databaseclasses", False, "DatabaseClass")

@@ -11,7 +11,7 @@ import os
 
 import yaml
 
-from dbaasctl.kube.client import KubeClient
+from dbaasctl.kube.rest import KubeClient
 
 
 class KubeconfigError(Exception):

@@ -31,10 +31,12 @@ from dbaasctl.controller.admission import Admission
 from dbaasctl.controller.config import CONFIG_KEY, OPERATOR_CONFIGS, ConfigReconciler, ConfigState
 from dbaasctl.controller.database import DATABASES, DatabaseMetrics, DatabaseReconciler, Dependencies
 from dbaasctl.dbms.endpoints import EndpointHealth, EndpointRegistry
-from dbaasctl.kube.client import NAMESPACES, SECRETS, JsonDict, KubeClient, ResourceRef, object_key
-from dbaasctl.kube.informer import NAMESPACE_INDEX, Informer
-from dbaasctl.kube.manager import Manager, ManagerSettings
+from dbaasctl.kube.api import KubeApi
+from dbaasctl.kube.cache import NAMESPACE_INDEX, Informer
+from dbaasctl.kube.manager import Manager
+from dbaasctl.kube.manager_settings import ManagerSettings
 from dbaasctl.kube.ratelimit import default_controller_rate_limiter
+from dbaasctl.kube.resources import NAMESPACES, SECRETS, JsonDict, ResourceRef, object_key
 from dbaasctl.observability.logging import setup_logging
 from dbaasctl.settings import Settings, SettingsError, describe, load_settings
 
@@ -74,7 +76,7 @@ def _owner_database(secret: JsonDict) -> str | None:
 class Operator:
     """The assembled process; `manager.run()` runs it."""
 
-    def __init__(self, client: KubeClient, settings: Settings, namespace: str) -> None:
+    def __init__(self, client: KubeApi, settings: Settings, namespace: str) -> None:
         self.settings = settings
         self.namespace = namespace
         health = settings.health_address
@@ -91,6 +93,7 @@ class Operator:
                 metrics_cert_file=settings.metrics_cert_file,
                 metrics_key_file=settings.metrics_key_file,
                 leader_election=settings.leader_elect,
+                graceful_shutdown_timeout=settings.shutdown_timeout,
                 lease_name=settings.leader_election_id,
                 lease_namespace=namespace,
                 lease_duration=settings.lease_duration,

@@ -10,8 +10,9 @@ from typing import Any
 
 import aiohttp
 
-from dbaasctl.kube.client import CONFIGMAPS, KubeClient
-from dbaasctl.kube.informer import Informer
+from dbaasctl.kube.cache import Informer
+from dbaasctl.kube.resources import CONFIGMAPS
+from dbaasctl.kube.rest import KubeClient
 
 
 @asynccontextmanager

@@ -10,8 +10,9 @@ import pytest
 from kit_helpers import configmap, fresh_configmaps, informer_view, kube_client
 from prometheus_client import CollectorRegistry
 
-from dbaasctl.kube.client import CONFIGMAPS, ApiError
-from dbaasctl.kube.informer import DeletedFinalStateUnknown, Informer
+from dbaasctl.kube.cache import DeletedFinalStateUnknown, Informer
+from dbaasctl.kube.errors import ApiError
+from dbaasctl.kube.resources import CONFIGMAPS
 from testbed.controlplane import ControlPlane, KubeTools
 from testbed.polling import eventually
 

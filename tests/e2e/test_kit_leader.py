@@ -22,7 +22,7 @@ import port_for
 import pytest
 from kit_helpers import configmap, http_get, kube_client, metric_value
 
-from dbaasctl.kube.client import CONFIGMAPS, LEASES
+from dbaasctl.kube.resources import CONFIGMAPS, LEASES
 from testbed.controlplane import REPO, KubeTools
 from testbed.polling import eventually
 

@@ -14,7 +14,8 @@ from dbaasctl.controller import reasons
 from dbaasctl.controller.admission import Admission, AdmissionError, NotReadyError, SecretRenderError
 from dbaasctl.controller.config import ConfigReconciler, ConfigState
 from dbaasctl.dbms.endpoints import EndpointRegistry
-from dbaasctl.kube.client import ClientConfig, KubeClient
+from dbaasctl.kube.config import ClientConfig
+from dbaasctl.kube.rest import KubeClient
 
 PG_DSN = "postgresql://admin:s3cret-pw@db.internal:5433/dbaas"
 INPUTS = {"k8sNamespace": "{{ metadata.namespace }}", "k8sName": "{{ metadata.name }}"}

@@ -90,7 +90,7 @@ def test_deletion_policies_are_described_as_the_code_behaves() -> None:
 
 def test_endpoint_defaults_are_described_as_the_code_applies_them() -> None:
     from dbaasctl.api.operatorconfig import DEFAULT_OPERATION_TIMEOUT
-    from dbaasctl.dbms.limiter import TokenBucket
+    from dbaasctl.primitives.tokenbucket import TokenBucket
 
     texts = crd_texts()
     endpoint = ".spec.dbms[].endpoints[]"

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from dbaasctl.kube.events import NOTE_LIMIT, Aggregator, ObjectRef, clean_note, truncate_utf8
+from dbaasctl.kube.eventseries import NOTE_LIMIT, Aggregator, ObjectRef, clean_note, truncate_utf8
 from dbaasctl.observability.logging import register_secret
 
 
@@ -133,7 +133,7 @@ def test_truncate_tiny_limits_never_exceed(limit: int) -> None:
 
 def test_events_in_a_terminating_or_missing_namespace_are_dropped_not_rerouted() -> None:
     """A 403 because the namespace is terminating is not an RBAC denial: no core/v1 fallback, no warning."""
-    from dbaasctl.kube.client import ApiError
+    from dbaasctl.kube.errors import ApiError
     from dbaasctl.kube.events import _namespace_gone
 
     terminating = ApiError(

@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from dbaasctl.kube.client import CONFIGMAPS, ClientConfig, KubeClient
-from dbaasctl.kube.informer import Informer
+from dbaasctl.kube.cache import Informer
+from dbaasctl.kube.config import ClientConfig
+from dbaasctl.kube.resources import CONFIGMAPS
+from dbaasctl.kube.rest import KubeClient
 
 
 @pytest.fixture

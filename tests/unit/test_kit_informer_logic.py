@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dbaasctl.kube.informer import (
+from dbaasctl.kube.cache import (
     LAST_APPLIED,
     Backoff,
     DeletedFinalStateUnknown,

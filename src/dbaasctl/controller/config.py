@@ -40,9 +40,12 @@ from dbaasctl.dbms import endpoints as dbms_endpoints
 from dbaasctl.dbms.drivers import DRIVER_KINDS
 from dbaasctl.dbms.dsn import DsnError, ensure_compatible, parse_dsn, redact
 from dbaasctl.dbms.tls import TlsState, satisfies
-from dbaasctl.kube.client import ApiError, KubeClient, ResourceRef
+from dbaasctl.kube.api import KubeApi
 from dbaasctl.kube.controller import Result
+from dbaasctl.kube.errors import ApiError
+from dbaasctl.kube.resources import ResourceRef
 from dbaasctl.observability.logging import register_secret
+from dbaasctl.primitives.clock import utc_now
 
 __all__ = [
     "CONFIG_KEY",
@@ -118,7 +121,7 @@ class ConfigReconciler:
     def __init__(
         self,
         *,
-        client: KubeClient,
+        client: KubeApi,
         namespace: str,
         name: str,
         state: ConfigState,
@@ -295,7 +298,7 @@ class ConfigReconciler:
     ) -> list[EndpointHealth]:
         names = [ep.name for _, ep in config.spec.endpoints()] if config else sorted(self.state.bindings)
         problems = {n: b.problem for n, b in self.state.bindings.items() if b.problem is not None}
-        return health_entries(names, problems, self.registry.health(), previous, dt.datetime.now(dt.UTC))
+        return health_entries(names, problems, self.registry.health(), previous, utc_now())
 
     async def _write_status(self, raw: Mapping[str, Any], config: OperatorConfig | None) -> None:
         meta = raw.get("metadata") or {}

@@ -51,8 +51,10 @@ from dbaasctl.controller.secrets import (
 from dbaasctl.dbms.drivers import DbmsError
 from dbaasctl.dbms.drivers import Reason as DbmsReason
 from dbaasctl.dbms.endpoints import EndpointRegistry
-from dbaasctl.kube.client import SECRETS, ApiError, JsonDict, KubeClient, ResourceRef
+from dbaasctl.kube.api import KubeApi
 from dbaasctl.kube.controller import Result
+from dbaasctl.kube.errors import ApiError
+from dbaasctl.kube.resources import SECRETS, JsonDict, ResourceRef
 from dbaasctl.observability import metrics as m
 
 __all__ = [
@@ -167,7 +169,7 @@ def _utcnow() -> datetime:
 
 @dataclass
 class Dependencies:
-    client: KubeClient
+    client: KubeApi
     get_database: Callable[[str], JsonDict | None]
     #: Our Secrets (label-selected cache): (namespace, name) → object or None.
     get_secret: Callable[[str, str], JsonDict | None]

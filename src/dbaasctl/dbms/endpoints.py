@@ -35,10 +35,11 @@ from prometheus_client import CollectorRegistry
 from dbaasctl.dbms.drivers import Driver, ProcedureError, Reason, RoutineInfo, create_driver
 from dbaasctl.dbms.drivers.base import ENDPOINT_REASONS, DbmsError
 from dbaasctl.dbms.dsn import Dsn, DsnError, parse_dsn, redact
-from dbaasctl.dbms.limiter import Clock, Sleep, TokenBucket
 from dbaasctl.dbms.tls import TlsState, satisfies
 from dbaasctl.observability import logging as obslog
 from dbaasctl.observability import metrics
+from dbaasctl.primitives.clock import utc_now
+from dbaasctl.primitives.tokenbucket import Clock, Sleep, TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +296,7 @@ class EndpointRegistry:
         return ep.spec if ep else None
 
     def _set_health(self, ep: _Endpoint, healthy: bool, error: str | None) -> None:
-        now = dt.datetime.now(dt.UTC)
+        now = utc_now()
         previous = ep.health
         tls = ep.observed_tls() if ep.driver is not None else previous.tls
         if tls is TlsState.UNKNOWN:

@@ -1,28 +1,30 @@
 """Generic controller kit: API client, informers, work queue, workers, leader election, Events, manager.
 
-Knows nothing about databases; imports nothing of dbaasctl but `dbaasctl.observability`.
+Knows nothing about databases; imports nothing of dbaasctl but `dbaasctl.observability` and
+`dbaasctl.primitives`.
 """
 
-from dbaasctl.kube.client import (
+from dbaasctl.kube.api import KubeApi
+from dbaasctl.kube.cache import DeletedFinalStateUnknown, Informer
+from dbaasctl.kube.controller import Controller, ReportedError, Result, TerminalError
+from dbaasctl.kube.errors import ApiError, WatchIdleTimeout
+from dbaasctl.kube.events import EventRecorder
+from dbaasctl.kube.eventseries import ObjectRef
+from dbaasctl.kube.leader import LeaderElectionConfig, LeaderElector
+from dbaasctl.kube.manager import Manager
+from dbaasctl.kube.manager_settings import ManagerSettings
+from dbaasctl.kube.resources import (
     CONFIGMAPS,
     CORE_EVENTS,
     EVENTS,
     LEASES,
     NAMESPACES,
     SECRETS,
-    ApiError,
-    KubeClient,
     ResourceRef,
-    WatchIdleTimeout,
-    micro_time,
     object_key,
     split_key,
 )
-from dbaasctl.kube.controller import Controller, ReportedError, Result, TerminalError
-from dbaasctl.kube.events import EventRecorder, ObjectRef
-from dbaasctl.kube.informer import DeletedFinalStateUnknown, Informer
-from dbaasctl.kube.leader import LeaderElectionConfig, LeaderElector
-from dbaasctl.kube.manager import Manager, ManagerSettings
+from dbaasctl.kube.rest import KubeClient
 from dbaasctl.kube.workqueue import ShutDownError, WorkQueue
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "DeletedFinalStateUnknown",
     "EventRecorder",
     "Informer",
+    "KubeApi",
     "KubeClient",
     "LeaderElectionConfig",
     "LeaderElector",
@@ -50,7 +53,6 @@ __all__ = [
     "TerminalError",
     "WatchIdleTimeout",
     "WorkQueue",
-    "micro_time",
     "object_key",
     "split_key",
 ]

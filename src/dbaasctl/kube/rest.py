@@ -1,0 +1,358 @@
+"""The REST client: JSON dicts over one aiohttp session to one API server, with client-go's REST metrics.
+
+The generated `kubernetes_asyncio` APIs are not used for requests: their methods reject query parameters
+they do not know (`sendInitialEvents`, ...), their models crash on watch bookmarks and legacy Events,
+they pick the wrong PATCH content type for custom resources, and a streamed (watch) response is not
+checked for errors. Speaking HTTP here also gives every request an explicit timeout and a place to count
+it (`rest_client_requests_total{code,method,host}`, `rest_client_request_duration_seconds`).
+Configuration comes from `kube.config`; watch streams are `kube.watch.WatchStream`s.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import ssl
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+import aiohttp
+from prometheus_client import CollectorRegistry
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from dbaasctl.kube.api import Params, PatchType
+from dbaasctl.kube.auth import Authenticator
+from dbaasctl.kube.config import ClientConfig, load_config, ssl_context
+from dbaasctl.kube.errors import ApiError, error_from_response
+from dbaasctl.kube.resources import JsonDict
+from dbaasctl.kube.watch import WatchStream
+from dbaasctl.observability import metrics as m
+from dbaasctl.observability.logging import trace
+
+log = logging.getLogger(__name__)
+
+PATCH_CONTENT_TYPES: dict[str, str] = {
+    "merge": "application/merge-patch+json",
+    "json": "application/json-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+    "apply": "application/apply-patch+yaml",
+}
+
+DEFAULT_TIMEOUT = 30.0
+#: Connections for ordinary requests; watches have their own, uncapped pool (one connection each).
+REQUEST_CONNECTIONS = 100
+# Objects are capped at ~1.5 MiB by etcd; a watch line is one object plus an envelope.
+READ_BUFSIZE = 2**21
+
+
+#: Without a Retry-After, a throttled request waits this long; a longer Retry-After is capped here.
+THROTTLE_DEFAULT_WAIT = 1.0
+THROTTLE_MAX_WAIT = 10.0
+
+
+def _is_throttled(exc: BaseException) -> bool:
+    return isinstance(exc, ApiError) and exc.is_too_many_requests
+
+
+def _retry_after_wait(state: RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome is not None else None
+    hint = exc.retry_after if isinstance(exc, ApiError) else None
+    return min(THROTTLE_DEFAULT_WAIT if hint is None else hint, THROTTLE_MAX_WAIT)
+
+
+class _RestMetrics:
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.requests = m.counter(
+            "rest_client_requests_total",
+            "Number of HTTP requests, partitioned by status code, method, and host.",
+            ("code", "method", "host"),
+            registry,
+        )
+        self.latency = m.histogram(
+            "rest_client_request_duration_seconds",
+            "Request latency in seconds. Broken down by verb, and host.",
+            ("verb", "host"),
+            m.REST_CLIENT_BUCKETS,
+            registry,
+        )
+
+
+def _encode_params(params: Params | None) -> list[tuple[str, str]]:
+    if params is None:
+        return []
+    items = params.items() if isinstance(params, Mapping) else params
+    out: list[tuple[str, str]] = []
+    for key, value in items:
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            out.append((key, "true" if value else "false"))
+        else:
+            out.append((key, str(value)))
+    return out
+
+
+class KubeClient:
+    """One aiohttp session to one API server. Create it inside the running loop; `close()` it at the end."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        registry: CollectorRegistry | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_429_retries: int = 3,
+        loader: Any = None,
+    ) -> None:
+        self.config = config
+        self.base_url = config.host
+        self.host_label = urlsplit(config.host).netloc
+        self.timeout = timeout
+        self.max_429_retries = max_429_retries
+        self.registry = registry if registry is not None else m.default_registry()
+        self._metrics = _RestMetrics(self.registry)
+        self.auth = Authenticator(config, loader)
+        if config.cert_file:
+            log.info(
+                "client certificate %s is loaded once: a rotated certificate needs a restart",
+                config.cert_file,
+            )
+        tls = ssl_context(config)
+        # Two pools: a watch holds its connection for minutes, so watches on many namespaces would take
+        # every connection of a shared pool and leave lease renewals waiting until the lease lapses.
+        self._session = self._new_session(REQUEST_CONNECTIONS, tls)
+        self._watch_session = self._new_session(0, tls)
+        self._server_hostname = config.tls_server_name
+
+    @staticmethod
+    def _new_session(limit: int, tls: ssl.SSLContext | bool) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=limit, ssl=tls),
+            # HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as client-go honours them.
+            trust_env=True,
+            read_bufsize=READ_BUFSIZE,
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+
+    @classmethod
+    async def from_config(
+        cls,
+        kubeconfig: str | os.PathLike[str] | None = None,
+        *,
+        context: str | None = None,
+        token: str | None = None,
+        registry: CollectorRegistry | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> KubeClient:
+        """Client from kubeconfig (path, $KUBECONFIG, ~/.kube/config) or in-cluster; `token` overrides auth."""
+        config, loader = await load_config(kubeconfig, context, token)
+        log.debug("kube client configured from %s for %s", config.source, config.host)
+        return cls(config, registry=registry, timeout=timeout, loader=loader)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.auth.close()
+        for session in (self._session, self._watch_session):
+            if not session.closed:
+                await session.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._session.closed
+
+    def _observe(self, method: str, code: str, started: float) -> None:
+        self._metrics.requests.labels(code=code, method=method, host=self.host_label).inc()
+        self._metrics.latency.labels(verb=method, host=self.host_label).observe(time.monotonic() - started)
+
+    async def _open(
+        self,
+        method: str,
+        path: str,
+        params: Params | None,
+        body: Any,
+        content_type: str | None,
+        timeout: aiohttp.ClientTimeout,
+        *,
+        session: aiohttp.ClientSession | None = None,
+    ) -> aiohttp.ClientResponse:
+        headers = {"Accept": "application/json", **await self.auth.headers()}
+        data: bytes | None = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = content_type or "application/json"
+        started = time.monotonic()
+        kwargs: dict[str, Any] = {}
+        if self._server_hostname:
+            kwargs["server_hostname"] = self._server_hostname
+        if self.config.proxy_url:
+            kwargs["proxy"] = self.config.proxy_url
+        try:
+            resp = await (session or self._session).request(
+                method,
+                self.base_url + path,
+                params=_encode_params(params),
+                data=data,
+                headers=headers,
+                timeout=timeout,
+                **kwargs,
+            )
+        except BaseException:
+            self._observe(method, "<error>", started)
+            raise
+        self._observe(method, str(resp.status), started)
+        trace(log, "%s %s -> %s", method, path, resp.status)
+        return resp
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Params | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        timeout: float | None = None,
+    ) -> JsonDict:
+        """One call; the decoded JSON answer (an empty dict for an empty body). Non-2xx → `ApiError`.
+
+        A 429 (API Priority and Fairness) is retried a few times after its Retry-After, like client-go;
+        everything else is left to the caller, whose retry policy knows more.
+        """
+        client_timeout = aiohttp.ClientTimeout(total=timeout if timeout is not None else self.timeout)
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_429_retries + 1),
+            retry=retry_if_exception(_is_throttled),
+            wait=_retry_after_wait,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._request_once(method, path, params, body, content_type, client_timeout)
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def _request_once(
+        self,
+        method: str,
+        path: str,
+        params: Params | None,
+        body: Any,
+        content_type: str | None,
+        timeout: aiohttp.ClientTimeout,
+        may_reauth: bool = True,
+    ) -> JsonDict:
+        resp = await self._open(method, path, params, body, content_type, timeout)
+        async with resp:
+            if 200 <= resp.status < 300:
+                raw = await resp.read()
+                if not raw:
+                    return {}
+                decoded = json.loads(raw)
+                return decoded if isinstance(decoded, dict) else {"items": decoded}
+            err = await error_from_response(resp, method, path)
+        if err.is_unauthorized and may_reauth and self.auth.rejected():
+            # A rotated token file: the one re-read now is the only other credential we could send.
+            return await self._request_once(method, path, params, body, content_type, timeout, False)
+        raise err
+
+    # -- verbs ---------------------------------------------------------------------------------------
+
+    async def get(self, path: str, params: Params | None = None, *, timeout: float | None = None) -> JsonDict:
+        return await self.request("GET", path, params=params, timeout=timeout)
+
+    async def list(
+        self, path: str, params: Params | None = None, *, timeout: float | None = None
+    ) -> JsonDict:
+        """One page of a collection as a dict (`items`, `metadata.resourceVersion`, `metadata.continue`)."""
+        return await self.request("GET", path, params=params, timeout=timeout)
+
+    async def create(
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        *,
+        field_manager: str | None = None,
+        params: Params | None = None,
+        timeout: float | None = None,
+    ) -> JsonDict:
+        query = [*_encode_params(params), *_encode_params({"fieldManager": field_manager})]
+        return await self.request("POST", path, params=query, body=body, timeout=timeout)
+
+    async def replace(
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        *,
+        field_manager: str | None = None,
+        timeout: float | None = None,
+    ) -> JsonDict:
+        """PUT; carries `metadata.resourceVersion` from the body, so a stale write is a 409."""
+        return await self.request(
+            "PUT", path, params={"fieldManager": field_manager}, body=body, timeout=timeout
+        )
+
+    async def patch(
+        self,
+        path: str,
+        body: Any,
+        patch_type: PatchType = "merge",
+        *,
+        field_manager: str | None = None,
+        force: bool | None = None,
+        timeout: float | None = None,
+    ) -> JsonDict:
+        """PATCH with an explicit content type (CRDs reject strategic merge; `apply` needs field_manager)."""
+        if patch_type == "apply" and not field_manager:
+            raise ValueError("server-side apply needs a field_manager")
+        return await self.request(
+            "PATCH",
+            path,
+            params={"fieldManager": field_manager, "force": force},
+            body=body,
+            content_type=PATCH_CONTENT_TYPES[patch_type],
+            timeout=timeout,
+        )
+
+    async def delete(
+        self,
+        path: str,
+        *,
+        propagation_policy: str | None = None,
+        preconditions: Mapping[str, str] | None = None,
+        grace_period_seconds: int | None = None,
+        timeout: float | None = None,
+    ) -> JsonDict:
+        options: JsonDict = {"apiVersion": "v1", "kind": "DeleteOptions"}
+        if propagation_policy:
+            options["propagationPolicy"] = propagation_policy
+        if preconditions:
+            options["preconditions"] = dict(preconditions)
+        if grace_period_seconds is not None:
+            options["gracePeriodSeconds"] = grace_period_seconds
+        return await self.request("DELETE", path, body=options, timeout=timeout)
+
+    def watch(
+        self,
+        path: str,
+        params: Params | None = None,
+        *,
+        idle_timeout: float | None = 80.0,
+        connect_timeout: float = 10.0,
+    ) -> WatchStream:
+        """An async iterator of watch events (`{"type", "object"}` dicts); use it with `async with`."""
+        query = [*_encode_params(params), ("watch", "true")]
+
+        async def opener(timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
+            return await self._open("GET", path, query, None, None, timeout, session=self._watch_session)
+
+        return WatchStream(opener, path, idle_timeout=idle_timeout, connect_timeout=connect_timeout)
