@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-testbed-binaries: ## build (or reuse) kube-apiserver, kube-controller-manager, etcd and helm
+testbed-binaries: ## build (or reuse) kube-apiserver, kube-controller-manager, etcd, helm and promtool
 	bash tests/e2e/controlplane/build.sh >/dev/null
 
 lint: venv ## ruff check, ruff format --check, mypy --strict src
