@@ -78,7 +78,7 @@ async def test_operator_storm_is_measured(world: World) -> None:
     assert create.peak_rss_mb > 0
 
 
-async def test_kopf_peer_storm_is_measured(world: World) -> None:
+async def test_kopf_peer_storm_is_measured(world: World, tmp_path: Path) -> None:
     result = await run_storm(world, "kopf", N, concurrency=2, apply_concurrency=4)
     assert result.failure is None, result.failure
     assert all(p.completed == N for p in result.phases)
@@ -93,3 +93,6 @@ async def test_kopf_peer_storm_is_measured(world: World) -> None:
     assert delete.requests_2xx.get("DELETE", 0) >= N
     assert create.cpu_seconds > 0
     assert create.peak_rss_mb > 0
+
+    write_report({"mode": "smoke", "storms": [result.to_json()]}, tmp_path, "smoke")
+    assert "| kopf |" in (tmp_path / "smoke.md").read_text()
