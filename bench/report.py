@@ -90,6 +90,11 @@ def peer_ratios(results: dict[str, Any], peer: str = "kopf") -> list[dict[str, A
                 "throughput_per_s": (theirs.get("throughput_per_s"), mine.get("throughput_per_s")),
                 "cpu_s_per_db": (_per_db(theirs, "cpu"), _per_db(mine, "cpu")),
                 "requests_per_db": (_per_db(theirs, "requests"), _per_db(mine, "requests")),
+                # The peer, like the raw baseline, posts no Events; the operator posts one per outcome.
+                "writes_excl_events_per_db": (
+                    theirs.get("writes_excl_events_per_object"),
+                    mine.get("writes_excl_events_per_object"),
+                ),
                 "peak_rss_mb": (theirs.get("peak_rss_mb"), mine.get("peak_rss_mb")),
             }
             for key, (p, o) in pairs.items():
@@ -254,10 +259,16 @@ def markdown(results: dict[str, Any]) -> str:
     peers = peer_ratios(results)
     if peers:
         lines += ["### Operator against the kopf peer (same run; ratio > 1: the operator is ahead)", ""]
-        cols = ("throughput_per_s", "cpu_s_per_db", "requests_per_db", "peak_rss_mb")
+        cols = (
+            "throughput_per_s",
+            "cpu_s_per_db",
+            "requests_per_db",
+            "writes_excl_events_per_db",
+            "peak_rss_mb",
+        )
         lines += _table(
             ["N", "phase", *[f"{c} {who}" for c in cols for who in ("operator", "kopf", "ratio")]],
-            [[str(r["n"]), r["phase"], *[_fmt(r[f"{c}_{who}"], 4 if c == "cpu_s_per_db" else 2)
+            [[str(r["n"]), r["phase"], *[_fmt(r[f"{c}_{who}"], 4 if c == "cpu_s_per_db" and who != "ratio" else 2)
               for c in cols for who in ("operator", "kopf", "ratio")]] for r in peers],
         )  # fmt: skip
         lines.append("")
