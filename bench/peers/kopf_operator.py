@@ -1,14 +1,15 @@
 """The operator's job written with kopf, the framework a Python team would pick instead.
 
 `python -m bench.peers.kopf_operator SPEC.json` (the raw baseline's spec) runs kopf with its defaults
-(progress and diff-base in annotations, Events for handler outcomes, one worker per object) and the
-same behaviour as the raw baseline: the finalizer `dbaasctl.io/finalizer` (kopf adds and removes it),
-the same procedure calls through an asyncpg pool of `concurrency` connections, the same Secret and
-the same status fields, rotation on the `dbaasctl.io/rotate=true` annotation. The Secret is written
-with the bench's thin client (kopf has none for other objects), which flatters kopf's CPU and memory.
+(progress and diff-base in annotations, one worker per object, no Events: kopf posts log lines as Events
+only when `settings.posting.loggers` is on, and the raw baseline posts none either) and the same
+behaviour as the raw baseline: the finalizer `dbaasctl.io/finalizer` (kopf adds and removes it), the
+same procedure calls through an asyncpg pool of `concurrency` connections, the same Secret and the same
+status fields, rotation on the `dbaasctl.io/rotate=true` annotation. The Secret is written with the
+bench's thin client (kopf has none for other objects), which flatters kopf's CPU and memory.
 
-kopf exports no request counter, so every aiohttp session in this process (kopf's and ours) gets a
-trace hook counting requests as `rest_client_requests_total{method,code}` and Event writes as
+kopf exports no request counter, so every aiohttp session in this process (kopf's and ours) gets a trace
+hook counting requests as `rest_client_requests_total{method,code}` and Event writes as
 `dbaasctl_events_total{result}`: the names the operator exports, so one scraper reads all subjects.
 """
 
