@@ -32,10 +32,10 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,bench]'
 	touch $(STAMP)
 
-testbed-binaries: ## build (or reuse) kube-apiserver, kube-controller-manager, etcd and helm
+testbed-binaries: ## build (or reuse) kube-apiserver, kube-controller-manager, etcd, helm and promtool
 	bash tests/e2e/controlplane/build.sh >/dev/null
 
 lint: venv ## ruff check, ruff format --check, mypy --strict src

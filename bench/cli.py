@@ -1,7 +1,7 @@
-"""`python -m bench [--quick] [--n 100,1000] [--only storm,raw,single,sample,cache,idle]`.
+"""`python -m bench [--quick] [--n 100,1000] [--only storm,raw,single,kopf,sample,cache,idle]`.
 
 One run, one test bed: the control plane and PostgreSQL are started once and every scenario runs
-against them in turn (storms per N: operator, raw, single worker; then the real sample procedures;
+against them in turn (storms per N: operator, raw, single worker, the kopf peer; then the real sample procedures;
 then cache; then idle), so the ratios in the report compare numbers taken on the same machine, in the
 same state, minutes apart. Results go to `bench/results/<name>.{json,md,png}` (name: `quick` or `full`).
 """
@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-SCENARIOS = ("storm", "raw", "single", "sample", "cache", "idle")
+SCENARIOS = ("storm", "raw", "single", "kopf", "sample", "cache", "idle")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 log = logging.getLogger("bench")
@@ -131,7 +131,8 @@ async def run(
     results["machine"] = world.machine()
     try:
         only = opts["only"]
-        kinds = [k for k, key in (("operator", "storm"), ("raw", "raw"), ("single", "single")) if key in only]
+        pairs = (("operator", "storm"), ("raw", "raw"), ("single", "single"), ("kopf", "kopf"))
+        kinds = [k for k, key in pairs if key in only]
         single_sizes: set[int] = set()
         for n in opts["n"]:
             for kind in kinds:
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from bench.report import goals, write_report
+    from bench.report import goals, peer_ratios, write_report
 
     opts = options(args)
     name = args.name or ("quick" if args.quick else "full")
@@ -201,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     def save() -> dict[str, Path]:
         results["elapsed_s"] = round(time.monotonic() - started, 1)
         results["goals"] = goals(results)
+        results["kopf_ratios"] = peer_ratios(results, "kopf")
         return write_report(results, args.out, name)
 
     code = 0

@@ -90,6 +90,16 @@ def _b64(value: str) -> str:
     return base64.b64encode(value.encode()).decode()
 
 
+def secret_data(result: dict[str, str]) -> dict[str, str]:
+    """The Secret's `data`: the procedure's keys plus a `uri`, base64-encoded."""
+    data = dict(result)
+    data["uri"] = (
+        f"postgresql://{quote(result.get('username', ''), safe='')}:{quote(result.get('password', ''), safe='')}"
+        f"@{result.get('host', '')}:{result.get('port', '')}/{result.get('database', '')}"
+    )
+    return {k: _b64(v) for k, v in data.items()}
+
+
 class Raw:
     def __init__(self, spec: RawSpec) -> None:
         self.spec = spec
@@ -241,12 +251,7 @@ class Raw:
         )
 
     def _secret_data(self, result: dict[str, str]) -> dict[str, str]:
-        data = dict(result)
-        data["uri"] = (
-            f"postgresql://{quote(result.get('username', ''), safe='')}:{quote(result.get('password', ''), safe='')}"
-            f"@{result.get('host', '')}:{result.get('port', '')}/{result.get('database', '')}"
-        )
-        return {k: _b64(v) for k, v in data.items()}
+        return secret_data(result)
 
     async def _create(self, obj: JsonDict) -> JsonDict | None:
         meta = obj["metadata"]

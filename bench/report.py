@@ -65,6 +65,48 @@ def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _per_db(phase: dict[str, Any] | None, key: str) -> float | None:
+    if not phase or not phase.get("n"):
+        return None
+    if key == "cpu":
+        return round(phase["cpu_seconds"] / phase["n"], 4)
+    return round(sum((phase.get("requests") or {}).values()) / phase["n"], 2)
+
+
+def peer_ratios(results: dict[str, Any], peer: str = "kopf") -> list[dict[str, Any]]:
+    """Operator against a peer per N and phase: throughput, CPU s and API requests per Database, peak
+    RSS, each with the peer/operator ratio (above 1 = the operator is ahead, for every column)."""
+    out = []
+    for n in sorted({s["n"] for s in results.get("storms") or [] if s["subject"] == peer}):
+        op, other = _storm(results, "operator", n), _storm(results, peer, n)
+        if op is None or other is None or other["n"] != n:
+            continue
+        for phase in ("create", "rotate", "delete"):
+            mine, theirs = _phase(op, phase), _phase(other, phase)
+            if not mine or not theirs:
+                continue
+            row: dict[str, Any] = {"n": n, "phase": phase, "peer": peer}
+            pairs = {
+                "throughput_per_s": (theirs.get("throughput_per_s"), mine.get("throughput_per_s")),
+                "cpu_s_per_db": (_per_db(theirs, "cpu"), _per_db(mine, "cpu")),
+                "requests_per_db": (_per_db(theirs, "requests"), _per_db(mine, "requests")),
+                # The peer, like the raw baseline, posts no Events; the operator posts one per outcome.
+                "writes_excl_events_per_db": (
+                    theirs.get("writes_excl_events_per_object"),
+                    mine.get("writes_excl_events_per_object"),
+                ),
+                "peak_rss_mb": (theirs.get("peak_rss_mb"), mine.get("peak_rss_mb")),
+            }
+            for key, (p, o) in pairs.items():
+                row[f"{key}_{peer}"], row[f"{key}_operator"] = p, o
+                if key == "throughput_per_s":
+                    row[f"{key}_ratio"] = round(o / p, 2) if o and p else None
+                else:
+                    row[f"{key}_ratio"] = round(p / o, 2) if o and p else None
+            out.append(row)
+    return out
+
+
 def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Each goal of issue 7 with the measured value and whether it holds (None: not measured)."""
     out: list[dict[str, Any]] = []
@@ -214,6 +256,22 @@ def markdown(results: dict[str, Any]) -> str:
                 ],
             )  # fmt: skip
             lines.append("")
+    peers = peer_ratios(results)
+    if peers:
+        lines += ["### Operator against the kopf peer (same run; ratio > 1: the operator is ahead)", ""]
+        cols = (
+            "throughput_per_s",
+            "cpu_s_per_db",
+            "requests_per_db",
+            "writes_excl_events_per_db",
+            "peak_rss_mb",
+        )
+        lines += _table(
+            ["N", "phase", *[f"{c} {who}" for c in cols for who in ("operator", "kopf", "ratio")]],
+            [[str(r["n"]), r["phase"], *[_fmt(r[f"{c}_{who}"], 4 if c == "cpu_s_per_db" and who != "ratio" else 2)
+              for c in cols for who in ("operator", "kopf", "ratio")]] for r in peers],
+        )  # fmt: skip
+        lines.append("")
     cache = results.get("cache")
     if cache:
         lines += ["## Cache memory and start-up", ""]

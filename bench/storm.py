@@ -5,7 +5,8 @@ Subjects:
 - `single`: `dbaasctl run --workers 1` with `spec.rps` limiting on (default 1, the value the reference
   operator's chart and example config ship), the reference operator's behaviour (one reconcile at a
   time, rate-limited DBMS calls);
-- `raw`: bench/raw.py at concurrency C, the physical limit.
+- `raw`: bench/raw.py at concurrency C, the physical limit;
+- `kopf`: the same job written with kopf (bench/peers/kopf_operator.py), DBMS concurrency C.
 
 Each storm gets a fresh namespace and a fresh subject process, applies N Databases straight through the
 API (not kubectl per object), waits for all to be Ready, annotates all of them with
@@ -28,7 +29,7 @@ from bench.world import PROCEDURES, World
 
 log = logging.getLogger(__name__)
 
-SUBJECTS = ("operator", "single", "raw")
+SUBJECTS = ("operator", "single", "raw", "kopf")
 #: The reference operator's chart and example config set `rps: 1`.
 SINGLE_WORKER_RPS = 1.0
 
@@ -63,8 +64,8 @@ class StormResult:
 def _subject(
     world: World, kind: str, namespace: str, procedures: str, concurrency: int, single_rps: float
 ) -> Subject:
-    if kind == "raw":
-        return world.raw(namespace, concurrency=concurrency, procedures=procedures)
+    if kind in ("raw", "kopf"):
+        return world.raw(namespace, concurrency=concurrency, procedures=procedures, peer=kind)
     if kind == "single":
         world.apply_config(rps=single_rps, concurrency=1)
         return world.operator(namespace, workers=1, label="single")
@@ -83,7 +84,7 @@ def _per_object_timeout(kind: str, procedures: str, single_rps: float = SINGLE_W
     """Seconds per object on top of a fixed 120 s: generous, so only a stuck subject times out."""
     if kind == "single":
         return 10.0 / single_rps  # the limiter alone needs 1/rps per object
-    return 2.0 if procedures == "sample" else 0.5
+    return 2.0 if procedures == "sample" or kind == "kopf" else 0.5
 
 
 async def run_storm(

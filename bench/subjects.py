@@ -1,4 +1,5 @@
-"""The processes under test: `dbaasctl run` (through the test bed's helper) and the raw baseline.
+"""The processes under test: `dbaasctl run` (through the test bed's helper), the raw baseline and the kopf
+peer (bench/peers/kopf_operator.py, started like the raw baseline from the same spec).
 
 Each is a separate OS process, so its CPU time and memory are its own (the benchmark driver's watch
 and JSON decoding are not charged to it), and each serves `rest_client_requests_total` on /metrics.
@@ -111,11 +112,13 @@ def summarise_profile(path: Path, top: int = 40) -> Path:
 
 
 class RawSubject:
-    label = "raw"
+    """A `python -m <module> SPEC.json` subject: the raw baseline, or a peer taking the same spec."""
 
     def __init__(
         self,
         *,
+        label: str = "raw",
+        module: str = "bench.raw",
         server: str,
         token: str,
         ca_file: str,
@@ -126,6 +129,7 @@ class RawSubject:
         endpoint: str,
         workdir: Path,
     ) -> None:
+        self.label = label
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = int(port_for.select_random())
         spec = RawSpec(
@@ -141,12 +145,12 @@ class RawSubject:
             endpoint=endpoint,
             metrics_port=self.port,
         )
-        spec_path = workdir / "raw-spec.json"
+        spec_path = workdir / f"{label}-spec.json"
         spec.dump(spec_path)
         self.service = Service(
-            "raw-baseline",
-            [sys.executable, "-m", "bench.raw", str(spec_path)],
-            workdir / "raw.log",
+            label,
+            [sys.executable, "-m", module, str(spec_path)],
+            workdir / f"{label}.log",
             self._ready,
             start_timeout=60.0,
             stop_timeout=30.0,
@@ -162,7 +166,7 @@ class RawSubject:
     def pid(self) -> int:
         pid = self.service.pid
         if pid is None:
-            raise RuntimeError("the raw baseline is not running")
+            raise RuntimeError(f"{self.label} is not running")
         return pid
 
     @property

@@ -51,6 +51,10 @@ PROCEDURES: dict[str, tuple[str, str, tuple[str, str, str]]] = {
 }
 
 
+#: Subjects started from a raw-baseline spec → the module they run.
+PEERS = {"raw": "bench.raw", "kopf": "bench.peers.kopf_operator"}
+
+
 def _own_cpu(pid: int) -> float:
     return procstat.sample(pid).cpu_seconds
 
@@ -170,9 +174,14 @@ class World:
             profile=self.profile_dir / f"{label}-{namespace}.prof" if self.profile_dir else None,
         )
 
-    def raw(self, namespace: str, *, concurrency: int, procedures: str = "fast") -> Subject:
+    def raw(
+        self, namespace: str, *, concurrency: int, procedures: str = "fast", peer: str = "raw"
+    ) -> Subject:
+        """The raw baseline, or with `peer="kopf"` the kopf operator (same spec, same procedures)."""
         _cls, endpoint, (create, rotate, delete) = PROCEDURES[procedures]
         return RawSubject(
+            label=peer,
+            module=PEERS[peer],
             server=self.kube.server,
             token=self.kube.admin_token,
             ca_file=str(self.kube.pki.ca_cert),
@@ -181,7 +190,7 @@ class World:
             concurrency=concurrency,
             procedures=(create, rotate, delete),
             endpoint=endpoint,
-            workdir=self.workdir / f"raw-{namespace}",
+            workdir=self.workdir / f"{peer}-{namespace}",
         )
 
     # -- facts for the report ------------------------------------------------------------------------

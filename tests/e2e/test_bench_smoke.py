@@ -1,4 +1,5 @@
-"""The benchmark tooling at tiny N, so it cannot rot: a raw-baseline storm and an operator storm.
+"""The benchmark tooling at tiny N, so it cannot rot: a raw-baseline storm, an operator storm and a kopf-peer
+storm.
 
 No timing is asserted. What is asserted is what the numbers must mean: every object reached each state
 on the watch, the raw baseline made exactly the writes it is documented to make, the operator's request
@@ -75,3 +76,23 @@ async def test_operator_storm_is_measured(world: World) -> None:
     assert create.writes_excl_events_per_object >= 2  # at least the Secret and the status
     assert create.cpu_seconds > 0
     assert create.peak_rss_mb > 0
+
+
+async def test_kopf_peer_storm_is_measured(world: World, tmp_path: Path) -> None:
+    result = await run_storm(world, "kopf", N, concurrency=2, apply_concurrency=4)
+    assert result.failure is None, result.failure
+    assert all(p.completed == N for p in result.phases)
+    assert result.secrets_after_create == N
+    assert result.secrets_after_delete == 0
+    create, rotate, delete = result.phases
+    # Counted by the trace hook on kopf's own HTTP sessions: the Secret POSTs and kopf's PATCHes
+    # (finalizer, status, its annotations) must all be there.
+    assert create.requests_2xx.get("POST", 0) >= N
+    assert create.requests_2xx.get("PATCH", 0) >= N
+    assert rotate.requests_2xx.get("PATCH", 0) >= 2 * N  # the Secret, and status + annotation
+    assert delete.requests_2xx.get("DELETE", 0) >= N
+    assert create.cpu_seconds > 0
+    assert create.peak_rss_mb > 0
+
+    write_report({"mode": "smoke", "storms": [result.to_json()]}, tmp_path, "smoke")
+    assert "| kopf |" in (tmp_path / "smoke.md").read_text()

@@ -592,7 +592,8 @@ DSN_MARKERS = ("postgresql://", "mariadb://", "s3cr%3Dt", ":pw@")
 
 def test_dsns_live_only_in_secrets() -> None:
     docs = render(values=[ALL_VALUES])
-    assert not of_kind(docs, "ConfigMap")
+    # The only ConfigMap is the dashboard's, and the loop below checks it like any other object.
+    assert [c["metadata"]["name"] for c in of_kind(docs, "ConfigMap")] == ["all-dbaas-dashboard"]
     for doc in docs:
         text = yaml.safe_dump(doc)
         if doc["kind"] == "Secret":
@@ -632,6 +633,8 @@ def test_default_config_has_no_endpoints_and_no_dsn_secret() -> None:
     assert only(docs, "OperatorConfig")["spec"] == {"dbms": []}
     assert not of_kind(docs, "Secret")
     assert not of_kind(docs, "ServiceMonitor")
+    assert not of_kind(docs, "PrometheusRule")
+    assert not of_kind(docs, "ConfigMap")
     assert not of_kind(docs, "NetworkPolicy")
     assert not of_kind(docs, "DatabaseClass")
     off = render("operatorConfig.create=false", "operatorConfig.name=handmade")

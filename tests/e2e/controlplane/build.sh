@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the pinned test-bed binaries (etcd, kube-apiserver, kube-controller-manager, helm) from the Go
+# Builds the pinned test-bed binaries (etcd, kube-apiserver, kube-controller-manager, helm, promtool) from the Go
 # module proxy into a cache outside the work tree. A binary is rebuilt only when the cached one does not
 # report the pinned version, so warm runs cost a few process starts.
 set -euo pipefail
@@ -8,6 +8,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 KUBE_VERSION=v1.33.5
 ETCD_VERSION=3.5.21
 HELM_VERSION=v3.21.3
+# Prometheus 3.16.0: its Go module is versioned v0.<minor+300>.<patch>.
+PROMETHEUS_VERSION=3.16.0
+PROMETHEUS_MODULE=v0.316.0
 cache=${DBAASCTL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dbaasctl}
 bin=${DBAASCTL_TESTBED_BIN:-$cache/bin/kube-$KUBE_VERSION}
 
@@ -71,5 +74,18 @@ if ! reports "$bin/helm" version "$HELM_VERSION" || [ "$(cat "$bin/helm.ldflags"
   echo "built helm in $(( $(stamp) - t ))s" >&2
 fi
 
-{ "$bin/kube-apiserver" --version; etcd_out=$("$bin/etcd" --version); echo "${etcd_out%%$'\n'*}"; "$bin/helm" version --short; } >&2
+if ! reports "$bin/promtool" --version "promtool, version $PROMETHEUS_VERSION "; then
+  if ! grep -qE "^[[:space:]]+github\.com/prometheus/prometheus $PROMETHEUS_MODULE( |$)" "$here/promtool/go.mod"; then
+    echo "promtool/go.mod does not require github.com/prometheus/prometheus $PROMETHEUS_MODULE" >&2; exit 1
+  fi
+  echo "building promtool $PROMETHEUS_VERSION into $bin" >&2
+  t=$(stamp)
+  # remove_all_sd: rule checks and rule unit tests need no service discovery (a fraction of the build).
+  (cd "$here/promtool" && go build -trimpath -tags remove_all_sd \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION -X github.com/prometheus/common/version.Revision=$PROMETHEUS_MODULE" \
+    -o "$bin/promtool" github.com/prometheus/prometheus/cmd/promtool)
+  echo "built promtool in $(( $(stamp) - t ))s" >&2
+fi
+
+{ "$bin/kube-apiserver" --version; etcd_out=$("$bin/etcd" --version); echo "${etcd_out%%$'\n'*}"; "$bin/helm" version --short; pt=$("$bin/promtool" --version); echo "${pt%%$'\n'*}"; } >&2
 echo "$bin"
