@@ -32,7 +32,7 @@ from jinja2 import meta as jmeta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing
 
-from dbaasctl.dbms.dsn import redact
+from dbaasctl.redaction import redact
 
 if TYPE_CHECKING:
     from dbaasctl.api.database import Database

@@ -110,7 +110,7 @@ class EndpointHealth(ApiModel):
     name: str
     healthy: bool
     last_check_time: Timestamp | None = None
-    #: Already passed through dsn.redact(); never a raw driver message.
+    #: Already passed through dbaasctl.redaction.redact(); never a raw driver message.
     last_error: str | None = None
 
 

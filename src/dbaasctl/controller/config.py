@@ -37,10 +37,10 @@ from dbaasctl.controller import reasons
 from dbaasctl.controller.secrets import decode_data
 from dbaasctl.dbms import endpoints as dbms_endpoints
 from dbaasctl.dbms.drivers import DRIVER_KINDS
-from dbaasctl.dbms.dsn import DsnError, ensure_compatible, parse_dsn, redact
+from dbaasctl.dbms.dsn import DsnError, ensure_compatible, parse_dsn
 from dbaasctl.kube.client import ApiError, KubeClient, ResourceRef
 from dbaasctl.kube.controller import Result
-from dbaasctl.observability.logging import register_secret
+from dbaasctl.redaction import redact, register_secret
 
 __all__ = [
     "CONFIG_KEY",
@@ -244,7 +244,8 @@ class ConfigReconciler:
 
     async def _apply(self, bindings: dict[str, Binding], specs: list[dbms_endpoints.EndpointSpec]) -> None:
         for spec in specs:
-            register_secret(spec.dsn)
+            # One slot per endpoint: an edited DSN replaces the old one in the redactor.
+            register_secret(spec.dsn, slot=f"endpoint-dsn/{spec.name}")
         wanted = {s.name: s for s in specs}
         if self._last_specs != wanted:
             await self.registry.apply(specs)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-from dbaasctl.dbms.dsn import redact
+from dbaasctl.redaction import redact
 
 # Procedure names: an identifier, optionally schema-qualified. Anything else never reaches SQL text.
 PROCEDURE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
