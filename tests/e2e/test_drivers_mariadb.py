@@ -170,3 +170,28 @@ async def test_describe_counts_parameters(driver: MySQLDriver) -> None:
     assert echo.kind == "procedure"
     assert await driver.describe("contract.with_null", timeout=10) != []
     assert await driver.describe("nothing_here", timeout=10) == []
+
+
+async def test_the_calls_own_values_are_masked_in_signal_texts(
+    driver: MySQLDriver, contract_db: MariaDBServer
+) -> None:
+    """A SIGNAL message built from an argument must not carry the bound value out of the driver."""
+    contract_db.sql(
+        """
+        DROP PROCEDURE IF EXISTS refuse_pw;
+        DELIMITER //
+        CREATE PROCEDURE refuse_pw(IN pw VARCHAR(200))
+        BEGIN
+          DECLARE msg VARCHAR(255) DEFAULT CONCAT('weak choice ', pw, ' refused');
+          SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = msg;
+        END //
+        DELIMITER ;
+        """,
+        database=DB,
+    )
+    secret = "S3cret/Pa55+word-" + str(id(driver))
+    with pytest.raises(ProcedureError) as raised:
+        await call(driver, "refuse_pw", secret)
+    assert "weak choice" in str(raised.value)
+    assert secret not in str(raised.value)
+    assert "***" in str(raised.value)

@@ -29,6 +29,7 @@ from dbaasctl.dbms.drivers.base import (
     RoutineInfo,
     deadline_error,
     free_size_stats,
+    masks_inputs,
     positional_values,
     procedure_error,
     rows_to_mapping,
@@ -116,6 +117,7 @@ class MySQLDriver:
             await asyncio.gather(*self._background, return_exceptions=True)
 
     # ---- operations -------------------------------------------------------------------------------
+    @masks_inputs
     async def call(
         self, procedure: str, inputs: Mapping[str, str], *, timeout: float, expect_rows: bool
     ) -> dict[str, str]:
