@@ -233,10 +233,11 @@ def guard_filter(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
         elif name == "replace" and len(values) >= 3 and all(isinstance(v, str) for v in values[:3]):
             count = values[3] if len(values) > 3 and isinstance(values[3], int) else -1
             charge(_replaced_size(values[0], values[1], values[2], count), "a replacement")
-        elif name == "join" and values and not isinstance(values[0], str):
+        elif name == "join" and values:
             # Materialised once here, so a lazy input (map, select) is measured before the join.
             items = list(values[0])
-            charge(sum(len(str(i)) for i in items), "a join")
+            sep = values[1] if len(values) > 1 and isinstance(values[1], str) else str(kwargs.get("d", ""))
+            charge(_joined(sep, items)[1], "a join")
             args = tuple(items if a is values[0] else a for a in args)
         result = original(*args, **kwargs)
         charge(_size(result), f"the result of {name}")

@@ -41,13 +41,19 @@ _CHILD = textwrap.dedent(
     resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
     from dbaasctl.templates import TemplateContext, render_template
     ctx = TemplateContext(metadata={"name": "n"}, params={"size": "10"}, result={"password": "pw-123456"})
+    render_template("{{ metadata.name | upper ~ 'x' * 3 }}", ctx)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     try:
         out = render_template(sys.argv[1], ctx)
-        print(json.dumps({"ok": len(out)}))
+        outcome = {"ok": len(out)}
     except BaseException as exc:
-        print(json.dumps({"error": type(exc).__module__ + "." + type(exc).__name__, "message": str(exc)}))
+        outcome = {"error": type(exc).__module__ + "." + type(exc).__name__, "message": str(exc)}
+    outcome["grew_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    print(json.dumps(outcome))
     """
 )
+#: What one render may add to the process's peak memory (the budget is 8 MiB of characters).
+MAX_GROWTH_KIB = 64 * 1024
 
 
 def _render_in_child(template: str) -> dict[str, object]:
@@ -77,16 +83,39 @@ EXHAUSTION = [
     "{{ 'x' | center(1000000000) }}",
     "{{ [1] | batch(1000000000, 'x') | list }}",
     "{{ [1] | slice(100000000) | list }}",
-    "{% set a = 2 ** 4000 %}{% set b = a * a %}{% set c = b * b %}{% set d = c * c %}"
-    "{% set e = d * d %}{% set f = e * e %}{% set g = f * f %}{% set h = g * g %}{% set i = h * h %}"
-    "{% set j = i * i %}{% set k = j * j %}{% set l = k * k %}{% set m = l * l %}{% set n = m * m %}"
-    "{% set o = n * n %}{% set p = o * o %}{% set q = p * p %}{% set r = q * q %}{{ r % 7 }}",
-    "{% set a = 'x' * 1000000 %}{% set b = a ~ a %}{% set c = b ~ b %}{% set d = c ~ c %}"
-    "{% set e = d ~ d %}{% set f = e ~ e %}{% set g = f ~ f %}{% set h = g ~ g %}{% set i = h ~ h %}"
-    "{% set j = i ~ i %}{% set k = j ~ j %}{{ k | length }}",
-    "{% set a = 'x' * 1000000 %}{% set b = a + a %}{% set c = b + b %}{% set d = c + c %}"
-    "{% set e = d + d %}{% set f = e + e %}{% set g = f + f %}{% set h = g + g %}{% set i = h + h %}"
-    "{% set j = i + i %}{% set k = j + j %}{{ k | length }}",
+    "{% set v1 = 2 ** 4000 %}"
+    "{% set v2 = v1 * v1 %}"
+    "{% set v3 = v2 * v2 %}"
+    "{% set v4 = v3 * v3 %}"
+    "{% set v5 = v4 * v4 %}"
+    "{% set v6 = v5 * v5 %}"
+    "{% set v7 = v6 * v6 %}"
+    "{% set v8 = v7 * v7 %}"
+    "{% set v9 = v8 * v8 %}"
+    "{% set v10 = v9 * v9 %}"
+    "{% set v11 = v10 * v10 %}"
+    "{% set v12 = v11 * v11 %}"
+    "{% set v13 = v12 * v12 %}"
+    "{% set v14 = v13 * v13 %}"
+    "{% set v15 = v14 * v14 %}"
+    "{% set v16 = v15 * v15 %}"
+    "{% set v17 = v16 * v16 %}"
+    "{% set v18 = v17 * v17 %}"
+    "{% set v19 = v18 * v18 %}"
+    "{{ v19 % 7 }}",
+    "{% set v1 = 'x' * 1000000 %}{% set v2 = v1 ~ v1 %}{% set v3 = v2 ~ v2 %}{% set v4 = v3 ~ v3 %}{% set v5 = v4 ~ v4 %}{% set v6 = v5 ~ v5 %}{% set v7 = v6 ~ v6 %}{% set v8 = v7 ~ v7 %}{% set v9 = v8 ~ v8 %}{% set v10 = v9 ~ v9 %}{% set v11 = v10 ~ v10 %}{{ v11 | length }}",
+    "{% set v1 = 'x' * 1000000 %}"
+    "{% set v2 = v1 + v1 %}"
+    "{% set v3 = v2 + v2 %}"
+    "{% set v4 = v3 + v3 %}"
+    "{% set v5 = v4 + v4 %}"
+    "{% set v6 = v5 + v5 %}"
+    "{% set v7 = v6 + v6 %}"
+    "{% set v8 = v7 + v7 %}"
+    "{% set v9 = v8 + v8 %}"
+    "{% set v10 = v9 + v9 %}"
+    "{% set v11 = v10 + v10 %}"
+    "{{ v11 | length }}",
     "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
     "{% set x %}{{ 'a' * 1000 }}{% endset %}{{ x }}",
     "{% filter upper %}{{ 'a' }}{% endfilter %}",
@@ -100,6 +129,8 @@ def test_exhaustion_payloads_end_in_a_template_error(payload: str) -> None:
     outcome = _render_in_child(payload)
     assert "error" in outcome, f"rendered {outcome}"
     assert str(outcome["error"]).startswith("dbaasctl.templates.Template"), outcome
+    assert isinstance(outcome["grew_kib"], int)
+    assert outcome["grew_kib"] < MAX_GROWTH_KIB, f"peak memory grew by {outcome['grew_kib']} KiB: {outcome}"
 
 
 @pytest.mark.parametrize(
