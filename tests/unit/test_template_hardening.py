@@ -306,3 +306,14 @@ def test_go_template_functions_get_a_jinja_equivalent(template: str, function: s
     message = str(info.value)
     assert f"Go template function {function!r} is not supported" in message
     assert equivalent in message
+
+
+def test_a_jinja2_with_the_format_escapes_fixed_is_required() -> None:
+    import tomllib
+    from importlib.metadata import version
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text("utf-8"))
+    jinja = [d for d in project["project"]["dependencies"] if d.lower().startswith("jinja2")]
+    assert jinja == ["jinja2>=3.1.6"]
+    assert tuple(int(p) for p in version("jinja2").split(".")[:3]) >= (3, 1, 6)
