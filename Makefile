@@ -7,10 +7,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := postgresql mariadb-server mariadb-client unixodbc unixodbc-dev odbc-postgresql odbc-mariadb openssl
 STAMP := $(VENV)/.installed
+# Pinned, hashed versions of every dependency: the image installs runtime.lock, `make setup` dev.lock.
+LOCKS := requirements/runtime.lock requirements/dev.lock
+UV_COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes \
+  --no-header --quiet $(if $(UPGRADE),--upgrade)
 # The test bed (tests/e2e/testbed) and the benchmarks are importable from the make targets.
 export PYTHONPATH := $(CURDIR)/tests/e2e:$(CURDIR)
 
-.PHONY: help setup system-packages venv testbed-binaries lint fmt test test-unit test-e2e cluster-up cluster-down demo bench soak clean
+.PHONY: help setup system-packages venv lock testbed-binaries lint fmt test test-unit test-e2e cluster-up cluster-down demo bench soak clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -29,11 +33,18 @@ system-packages:
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCKS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) -m pip install -q --require-hashes -r requirements/dev.lock
+	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
+
+lock: ## re-pin requirements/*.lock after editing pyproject.toml (UPGRADE=1: newest versions the ranges allow)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(VENV)/bin/uv || $(PY) -m pip install -q uv
+	$(UV_COMPILE) -o requirements/runtime.lock
+	$(UV_COMPILE) --extra dev --extra bench -o requirements/dev.lock
 
 testbed-binaries: ## build (or reuse) kube-apiserver, kube-controller-manager, etcd, helm and promtool
 	bash tests/e2e/controlplane/build.sh >/dev/null

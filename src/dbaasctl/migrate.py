@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from dbaasctl.api.common import parse_duration
 from dbaasctl.api.database import API_VERSION
 from dbaasctl.api.operatorconfig import OperatorConfig
-from dbaasctl.dbms.dsn import redact
+from dbaasctl.redaction import redact
 
 __all__ = ["Migration", "MigrationError", "migrate", "run"]
 

@@ -22,17 +22,21 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from jinja2 import StrictUndefined, Template, Undefined, nodes
 from jinja2 import exceptions as jexc
 from jinja2 import meta as jmeta
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing
 
-from dbaasctl.dbms.dsn import redact
+from dbaasctl import template_limits as limits
+from dbaasctl.redaction import mask
+from dbaasctl.template_go import go_hint
 
 if TYPE_CHECKING:
     from dbaasctl.api.database import Database
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONTEXT_NAMES",
     "MAX_RENDERED_LENGTH",
+    "MAX_TEMPLATE_LENGTH",
     "TemplateContext",
     "TemplateError",
     "TemplateRenderError",
@@ -57,10 +62,27 @@ __all__ = [
 #: The only top-level names a template sees.
 CONTEXT_NAMES: tuple[str, ...] = ("metadata", "params", "result", "endpoint")
 #: Larger output is refused: a Secret as a whole is limited to 1 MiB anyway.
-MAX_RENDERED_LENGTH = 1024 * 1024
-_MAX_REPEAT = MAX_RENDERED_LENGTH
-_MAX_WIDTH = 10_000
-_MAX_EXPONENT_BITS = 4096
+MAX_RENDERED_LENGTH = limits.MAX_VALUE_LENGTH
+#: Longer template text is refused; templates are one-line references, not programs.
+MAX_TEMPLATE_LENGTH = 64 * 1024
+#: Statements procedure inputs and Secret values never need; each one is a way to spend
+#: unbounded time (loops, recursion through macros) or to hide a computation.
+_REFUSED_STATEMENTS: dict[type[nodes.Node], str] = {
+    nodes.For: "for loops",
+    nodes.Macro: "macros",
+    nodes.CallBlock: "call blocks",
+    nodes.FilterBlock: "filter blocks",
+    nodes.AssignBlock: "set blocks",
+    nodes.Block: "blocks",
+    nodes.With: "with blocks",
+    nodes.Scope: "scoped blocks",
+    nodes.ScopedEvalContextModifier: "autoescape blocks",
+    nodes.EvalContextModifier: "autoescape blocks",
+}
+#: Methods that interpret a string as a format with attribute access (the Jinja2 < 3.1.6
+#: sandbox escapes went through them).
+_FORMAT_METHODS = frozenset({"format", "format_map"})
+_DUNDER_FIELD = re.compile(r"\{[^{}]*__")
 
 #: Names that exist in a stock Jinja environment (or in Flask/Ansible folklore) and are the usual
 #: first step of a sandbox escape. Using one is reported as a security problem, not a typo.
@@ -236,42 +258,38 @@ class _Undefined(StrictUndefined):
         if obj is missing:
             return f"{name} is not defined"
         if isinstance(obj, _Scope):
+            if limits.shown(name).startswith("("):  # a key computed at render time: never echoed
+                return f"a computed key (not shown) is not defined in {obj._path}"
             return f"{_child_path(obj._path, str(name))} is not defined"
-        return f"{type(obj).__name__} value has no attribute or item {name!r}"
+        return f"{type(obj).__name__} value has no attribute or item {limits.shown(name)}"
 
 
-def _check_width(width: Any) -> None:
-    if isinstance(width, int) and width > _MAX_WIDTH:
-        raise jexc.SecurityError(f"width {width} is larger than the sandbox allows ({_MAX_WIDTH})")
+def _urlencode(value: Any) -> str:
+    """Percent-encode every reserved character (including `/`), so a value is safe in any URI
+    component: user info, path segment or query. Pairs become a query string."""
+    if isinstance(value, str) or not isinstance(value, Mapping | list | tuple):
+        text = value if isinstance(value, str) else str(value)
+        limits.charge(len(text) * 3, "an encoded value")
+        return quote(text, safe="")
+    items = value.items() if isinstance(value, Mapping) else value
+    return "&".join(f"{quote(str(k), safe='')}={quote(str(v), safe='')}" for k, v in items)
 
 
-_PERCENT_WIDTH = re.compile(r"%[-#0 +]*(\d+|\*)?(?:\.(\d+|\*))?")
+class _CodeGenerator(CodeGenerator):
+    """Compiles `~` to a call that checks the result size before building it."""
 
-
-def _check_percent_format(fmt: str) -> None:
-    for match in _PERCENT_WIDTH.finditer(fmt):
-        for group in match.groups():
-            if group == "*":
-                raise jexc.SecurityError("'*' widths are not allowed in the sandbox")
-            if group is not None:
-                _check_width(int(group))
-
-
-def _guard_filter(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
-    def guarded(value: Any, *args: Any, **kwargs: Any) -> Any:
-        if name == "format":
-            _check_percent_format(str(value))
-        else:
-            for arg in (*args, *kwargs.values()):
-                _check_width(arg)
-        return original(value, *args, **kwargs)
-
-    return guarded
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.checked_concat((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
 
 
 class _Environment(ImmutableSandboxedEnvironment):
     # Intercepting these also stops Jinja from constant-folding `9 ** 9 ** 9` at compile time.
-    intercepted_binops = frozenset({"*", "**", "%"})
+    intercepted_binops = frozenset({"+", "-", "*", "/", "//", "%", "**"})
+    code_generator_class = _CodeGenerator
 
     def __init__(self) -> None:
         super().__init__(
@@ -283,34 +301,37 @@ class _Environment(ImmutableSandboxedEnvironment):
         )
         self.globals.clear()
         self.filters.pop("random", None)  # rendering must be deterministic: delete re-renders
-        for name in ("format", "center", "indent", "wordwrap", "truncate"):
-            self.filters[name] = _guard_filter(name, self.filters[name])
+        self.filters["urlencode"] = _urlencode
+        for name, original in list(self.filters.items()):
+            self.filters[name] = limits.guard_filter(name, original)
+
+    def checked_concat(self, parts: tuple[Any, ...]) -> str:
+        return limits.checked_concat(parts)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            for seq, count in ((left, right), (right, left)):
-                if (
-                    isinstance(seq, str | list | tuple)
-                    and isinstance(count, int)
-                    and len(seq) * count > _MAX_REPEAT
-                ):
-                    raise jexc.SecurityError(
-                        "repetition would produce a value larger than the sandbox allows"
-                    )
-        elif operator == "**":
-            big = isinstance(left, int) and isinstance(right, int) and right > 0
-            if big and max(left.bit_length(), 1) * right > _MAX_EXPONENT_BITS:
-                raise jexc.SecurityError("the power is larger than the sandbox allows")
-        elif operator == "%" and isinstance(left, str):
-            _check_percent_format(left)
+        limits.check_binop(operator, left, right)
         return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        if not __self.is_safe_callable(__obj):
+            raise jexc.SecurityError("this value is not safely callable")
+        return limits.call_method(__obj, args, kwargs)
+
+    def wrap_str_format(self, value: Any) -> None:
+        # Jinja would hand out a sandboxed str.format; templates get none (see is_safe_attribute).
+        return None
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if isinstance(obj, str) and attr in _FORMAT_METHODS:
+            return False
+        return super().is_safe_attribute(obj, attr, value)
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         # Fail at once instead of returning an Undefined that a filter (map, list) could carry
         # along silently.
         kind = "mapping" if isinstance(obj, _Scope) else type(obj).__name__
         raise jexc.SecurityError(
-            f"access to attribute {attribute!r} of a {kind} value is not allowed in the sandbox"
+            f"access to attribute {limits.shown(attribute)} of a {kind} value is not allowed in the sandbox"
         )
 
     def getattr(self, obj: Any, attribute: str) -> Any:
@@ -425,9 +446,21 @@ def _is_private(value: object) -> bool:
 
 def _check_ast(ast: nodes.Template) -> None:
     for node in _walk(ast):
-        if isinstance(node, nodes.Getattr) and node.attr.startswith("_"):
+        refused = _REFUSED_STATEMENTS.get(type(node))
+        if refused is not None:
+            raise TemplateSecurityError(
+                f"line {node.lineno}: {refused} are not available in templates; procedure inputs and "
+                "Secret values take references, filters and if/else only"
+            )
+        if isinstance(node, nodes.Getattr) and (node.attr.startswith("_") or node.attr in _FORMAT_METHODS):
             raise TemplateSecurityError(
                 f"line {node.lineno}: access to attribute {node.attr!r} is not allowed in the template sandbox"
+                + ("; use the format filter ('%s' | format(x)) or ~" if node.attr in _FORMAT_METHODS else "")
+            )
+        if isinstance(node, nodes.Const) and isinstance(node.value, str) and _DUNDER_FIELD.search(node.value):
+            raise TemplateSecurityError(
+                f"line {node.lineno}: a string with a format field naming '__' attributes is not allowed "
+                "in the template sandbox"
             )
         if isinstance(node, nodes.Name) and node.name in _FORBIDDEN_NAMES:
             raise TemplateSecurityError(
@@ -441,7 +474,12 @@ def _check_ast(ast: nodes.Template) -> None:
                 )
             if node.name in _ATTRIBUTE_FILTERS:
                 for arg in (*node.args, *(kw.value for kw in node.kwargs)):
-                    if isinstance(arg, nodes.Const) and _is_private(arg.value):
+                    if not isinstance(arg, nodes.Const):
+                        raise TemplateSecurityError(
+                            f"line {node.lineno}: the attribute names given to {node.name} must be "
+                            "literal strings in the template sandbox"
+                        )
+                    if _is_private(arg.value) or arg.value in _FORMAT_METHODS:
                         raise TemplateSecurityError(
                             f"line {node.lineno}: attribute {arg.value!r} is not allowed in the template sandbox"
                         )
@@ -461,23 +499,47 @@ def _check_ast(ast: nodes.Template) -> None:
         )
 
 
+def _literal_names(ast: nodes.Template) -> frozenset[str]:
+    """Every name and string the template spells out: only these may appear in a message."""
+    found: set[str] = set()
+    for node in _walk(ast):
+        if isinstance(node, nodes.Getattr):
+            found.add(node.attr)
+        elif isinstance(node, nodes.Name):
+            found.add(node.name)
+        elif isinstance(node, nodes.Const) and isinstance(node.value, str):
+            found.add(node.value)
+    return frozenset(found)
+
+
 @functools.lru_cache(maxsize=4096)
-def _compile(text: str) -> Template:
+def _compile(text: str) -> tuple[Template, frozenset[str]]:
+    if len(text) > MAX_TEMPLATE_LENGTH:
+        raise TemplateSecurityError(f"the template is longer than {MAX_TEMPLATE_LENGTH} characters")
     source = translate_go_style(text)
+    failure: str | None = None
     try:
         ast = _ENV.parse(source)
     except jexc.TemplateSyntaxError as exc:
-        hint = ""
-        if re.search(r"\{\{-?\s*\.[A-Z]", text):
-            hint = (
-                " (Go-style references must start with .Metadata, .Parameters, .Params, .Result or .Endpoint)"
-            )
-        raise TemplateSyntaxError(f"line {exc.lineno}: {exc.message}{hint}") from None
-    _check_ast(ast)
+        failure = f"line {exc.lineno}: {exc.message}"
+    except RecursionError:
+        failure = "the template is nested too deeply"
+    if failure is not None:
+        hint = go_hint(text)
+        if hint is None and re.search(r"\{\{-?\s*\.[A-Z]", text):
+            hint = "Go-style references must start with .Metadata, .Parameters, .Params, .Result or .Endpoint"
+        raise TemplateSyntaxError(f"{failure} ({hint})" if hint else failure)
     try:
-        return _ENV.from_string(ast)
-    except jexc.TemplateError as exc:  # pragma: no cover - the parse above already caught syntax
-        raise TemplateSyntaxError(str(exc)) from None
+        _check_ast(ast)
+    except TemplateSyntaxError as exc:
+        hint = go_hint(text)
+        if hint is None:
+            raise
+        raise TemplateSyntaxError(f"{exc.detail} ({hint})") from None
+    try:
+        return _ENV.from_string(ast), _literal_names(ast)
+    except (jexc.TemplateError, RecursionError) as exc:
+        raise TemplateSyntaxError(f"the template cannot be compiled: {type(exc).__name__}") from None
 
 
 def validate_template(text: str) -> None:
@@ -494,24 +556,30 @@ def render_template(text: str, ctx: TemplateContext) -> str:
 
 
 def _render(text: str, ctx: TemplateContext, variables: dict[str, Any]) -> str:
-    template = _compile(text)
+    template, names = _compile(text)
     failure: tuple[type[TemplateError], str] | None = None
     rendered = ""
     try:
-        rendered = template.render(variables)
+        with limits.rendering(names):
+            rendered = template.render(variables)
     except jexc.SecurityError as exc:
         failure = TemplateSecurityError, str(exc)
     except jexc.UndefinedError as exc:
         failure = TemplateUndefinedError, str(exc)
-    except OverflowError as exc:
-        failure = TemplateSecurityError, f"value too large for the template sandbox: {exc}"
-    except (jexc.TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as exc:
-        failure = TemplateRenderError, f"{type(exc).__name__}: {exc}"
+    except (OverflowError, MemoryError):
+        failure = TemplateSecurityError, "a value is too large for the template sandbox"
+    except RecursionError:
+        failure = TemplateSecurityError, "the template recursed too deeply"
+    except Exception as exc:
+        # Python's own messages quote the values they failed on; only the kind is reported.
+        failure = TemplateRenderError, f"{type(exc).__name__} while rendering"
     if failure is not None:
         # Raised outside the except block so no driver or Jinja exception rides along as
-        # __context__; the message is scrubbed of result values (passwords).
+        # __context__; the message is masked of every context value as a second line.
         exc_type, message = failure
-        raise exc_type(redact(message, ctx.result.values()))
+        raise exc_type(
+            mask(message, [*ctx.result.values(), *(v for v in ctx.params.values() if len(v) >= 4)])
+        )
     if len(rendered) > MAX_RENDERED_LENGTH:
         raise TemplateSecurityError(f"rendered value is larger than {MAX_RENDERED_LENGTH} characters")
     return rendered
@@ -544,8 +612,7 @@ def template_references(text: str) -> frozenset[tuple[str, str]]:
     Lets callers check before any DBMS call that the keys a Secret needs will be there, and
     lets `dbaasctl render` list the result keys a class expects.
     """
-    template = _compile(text)  # validates first
-    del template
+    _compile(text)  # validates first
     ast = _ENV.parse(translate_go_style(text))
     refs: set[tuple[str, str]] = set()
     for node in _walk(ast):

@@ -219,3 +219,28 @@ async def test_kill_after_a_server_restart_spares_the_thread_that_reused_the_id(
         for other in others:
             other.close()
         await d.close()
+
+
+async def test_the_calls_own_values_are_masked_in_signal_texts(
+    driver: MySQLDriver, contract_db: MariaDBServer
+) -> None:
+    """A SIGNAL message built from an argument must not carry the bound value out of the driver."""
+    contract_db.sql(
+        """
+        DROP PROCEDURE IF EXISTS refuse_pw;
+        DELIMITER //
+        CREATE PROCEDURE refuse_pw(IN pw VARCHAR(200))
+        BEGIN
+          DECLARE msg VARCHAR(255) DEFAULT CONCAT('weak choice ', pw, ' refused');
+          SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = msg;
+        END //
+        DELIMITER ;
+        """,
+        database=DB,
+    )
+    secret = "S3cret/Pa55+word-" + str(id(driver))
+    with pytest.raises(ProcedureError) as raised:
+        await call(driver, "refuse_pw", secret)
+    assert "weak choice" in str(raised.value)
+    assert secret not in str(raised.value)
+    assert "***" in str(raised.value)

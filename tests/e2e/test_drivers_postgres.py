@@ -263,3 +263,31 @@ async def test_connection_used_by_a_call_is_still_reset(logged_postgres: Postgre
         await d.close()
     locks = logged_postgres.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
     assert locks.strip() == "0"
+
+
+async def test_the_calls_own_values_are_masked_in_dbms_errors(
+    driver: PostgresDriver, contract_db: PostgresServer
+) -> None:
+    """`DETAIL: Key (v)=(<value>) already exists` must not carry the bound value out of the driver."""
+    contract_db.psql(
+        """
+        CREATE TABLE IF NOT EXISTS ct.issued (v text PRIMARY KEY);
+        CREATE OR REPLACE FUNCTION ct.store(v text) RETURNS TABLE(key text, value text)
+          LANGUAGE sql AS $$ INSERT INTO ct.issued VALUES (v) RETURNING 'v', v $$;
+        CREATE OR REPLACE FUNCTION ct.refuse(v text) RETURNS TABLE(key text, value text)
+          LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'cannot use % here', v; END $$;
+        """,
+        database=DB,
+    )
+    secret = "S3cret/Pa55+word-" + str(id(driver))
+    assert await call(driver, "ct.store", {"v": secret}) == {"v": secret}
+    with pytest.raises(ProcedureError) as dup:
+        await call(driver, "ct.store", {"v": secret})
+    assert "already exists" in str(dup.value)
+    with pytest.raises(ProcedureError) as raised:
+        await call(driver, "ct.refuse", {"v": secret})
+    assert "cannot use" in str(raised.value)
+    for error in (dup.value, raised.value):
+        assert secret not in str(error)
+        assert secret not in error.message
+        assert "***" in str(error)

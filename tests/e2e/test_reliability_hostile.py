@@ -57,7 +57,14 @@ ESCAPES = {
     "format-walk": "{{ '{0.__class__}'.format(metadata) }}",
     "attr-filter": "{{ metadata|attr('__class__') }}",
     "undefined": "{{ params.nope }}",
+    "nested-loops": "{% for a in 'x' * 1000000 %}{% for b in 'x' * 1000000 %}{% endfor %}{% endfor %}",
+    "recursion": "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
+    "gigabyte-ljust": "{{ 'a'.ljust(10 ** 9) }}",
+    "gigabyte-join": "{{ ('b' * 1000000) | join('a' * 1000) }}",
+    "format-attr": "{{ ('{0.__class__}' | attr('format'))(metadata) }}",
 }
+#: A parameter pattern on which a backtracking engine takes hours for a 41-character value.
+REDOS_PATTERN = "^([a-z0-9]+[-_]?)+$"
 #: Procedures that break the contract in each way the driver must survive (deploy/samples/test).
 BAD_PROCEDURES: dict[str, tuple[str, dict[str, str]]] = {
     "shape": ("ct.wrong_shape", {}),
@@ -337,6 +344,40 @@ def test_template_sandbox_escapes_never_reach_the_dbms(env: Env) -> None:
     print(f"escapes refused by the API: {refused_by_api}; by the operator: {reasons}")
     env.broken.update({f"{w.ns}/{n}": r for n, r in reasons.items()})
     env.judge("hostile input: template sandbox escapes", [f"{len(manifests)} escape templates"])
+
+
+def test_catastrophic_parameter_patterns_are_judged_in_linear_time(env: Env) -> None:
+    w = env.world
+    ident = {"k8sNamespace": "{{ metadata.namespace }}", "k8sName": "{{ metadata.name }}"}
+    linear = _class(
+        f"rel-h-redos-{w.suffix}",
+        "audit.create_database",
+        ident,
+        parameters=[{"name": "label", "pattern": REDOS_PATTERN}],
+    )
+    backref = _class(
+        f"rel-h-backref-{w.suffix}",
+        "audit.create_database",
+        ident,
+        parameters=[{"name": "label", "pattern": "(a)\\1"}],
+    )
+    for short, manifest in (("redos", linear), ("backref", backref)):
+        w.add_class(manifest)
+        w.add_endpoint(manifest["metadata"]["name"], {"name": short, "dsn": env.dsn})
+    w.apply_config()
+    mark = _mark(env)
+    apply_retrying(
+        w.kube,
+        [
+            database("redos", w.ns, "redos", params={"label": "a" * 40 + "!"}),
+            database("backref", w.ns, "backref", params={"label": "aa"}),
+        ],
+    )
+    reasons = _wait_reasons(w, {"redos": {"InvalidParameters"}, "backref": {"ClassInvalid"}})
+    _no_call_since(env, mark)
+    assert w.operators[0].health("/healthz")[0] == 200
+    env.broken.update({f"{w.ns}/{n}": r for n, r in reasons.items()})
+    env.judge("hostile input: catastrophic parameter patterns", ["ReDoS param", "RE2-invalid pattern"])
 
 
 def test_oversized_and_malformed_objects_are_refused_by_the_api(env: Env) -> None:

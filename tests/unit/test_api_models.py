@@ -315,3 +315,33 @@ def test_resolve_params() -> None:
     with pytest.raises(ParameterError, match="does not match the pattern") as info:
         spec.resolve_params({"size": "10 OR 1=1"})
     assert "1=1" not in str(info.value)  # values are not echoed
+
+
+def test_parameter_patterns_run_in_linear_time() -> None:
+    """A backtracking engine needs hours here (the time doubles every two characters).
+
+    Run in a child process: a backtracking match holds the GIL, so a thread could not be timed out.
+    """
+    import subprocess
+    import sys
+
+    code = (
+        "from dbaasctl.api.databaseclass import DatabaseClass, ParameterError\n"
+        f"spec = DatabaseClass.model_validate({make_class(parameters=[{'name': 'name', 'pattern': '^([a-z0-9]+[-_]?)+$'}])!r}).spec\n"
+        "assert spec.resolve_params({'name': 'my-db_1'}) == {'name': 'my-db_1'}\n"
+        "try:\n    spec.resolve_params({'name': 'a' * 40 + '!'})\n"
+        "except ParameterError as exc:\n    print(exc)\n"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the pattern check did not finish: backtracking regex engine")
+    assert "params.name does not match the pattern" in done.stdout
+
+
+@pytest.mark.parametrize("pattern", [r"(a)\1", r"(?=a)a", r"(?<!x)y"])
+def test_patterns_re2_cannot_run_are_refused_at_validation(pattern: str) -> None:
+    with pytest.raises(ValidationError, match=r"parameters\.a\.pattern is not a valid regex.*RE2"):
+        DatabaseClass.model_validate(make_class(parameters=[{"name": "a", "pattern": pattern}]))

@@ -61,7 +61,7 @@ def render(text: str, ctx: TemplateContext = CTX) -> str:
         ("{% if params.missing is defined %}y{% else %}n{% endif %}", "n"),
         ("{{ params.size | int + 1 }}", "11"),
         ("{{ metadata.name | upper }}", "ORDERS"),
-        ("{% for k in params | sort %}{{ k }};{% endfor %}", "items;size;with-dash;"),
+        ("{{ params | sort | join(';') }}", "items;size;with-dash"),
         ("{{ metadata.labels.keys() | list | length }}", "2"),
         ("{{ params | tojson }}", '{"items": "I", "size": "10", "with-dash": "d"}'),
         ("plain text, no tags", "plain text, no tags"),

@@ -7,10 +7,12 @@ deploy/crds/databaseclasses.dbaasctl.io.yaml.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
+import re2
 from pydantic import Field, model_validator
 
 from dbaasctl.api.common import ApiModel, Duration, ObjectMeta
@@ -29,6 +31,7 @@ __all__ = [
     "ParameterError",
     "ParameterSpec",
     "RotationSpec",
+    "compile_pattern",
     "positional_keys",
 ]
 
@@ -44,6 +47,29 @@ _INDEX = re.compile(r"0|[1-9][0-9]{0,2}")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 #: Same pattern as the CRD: an identifier, optionally schema-qualified.
 _PROCEDURE = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,127}(\.[A-Za-z_][A-Za-z0-9_$]{0,127})?")
+
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # the error is reported as a class problem, not on stderr
+_RE2_OPTIONS.never_capture = True  # only whole-value matching is asked of a pattern
+
+
+@functools.lru_cache(maxsize=1024)
+def compile_pattern(pattern: str) -> Any:
+    """A parameter pattern with RE2 semantics: matching is linear in the value's length.
+
+    A DBA's pattern runs against end-user input inside admission; Python's backtracking `re`
+    takes exponential time on patterns such as `^([a-z0-9]+[-_]?)+$`. RE2 is also what the
+    API server uses for the CRD's own `pattern`, so a value is judged the same way at both
+    gates. Constructs RE2 does not have (backreferences, lookaround) raise ValueError.
+    """
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise ValueError(f"{reason} (patterns use RE2 syntax: no backreferences or lookaround)") from None
 
 
 def positional_keys(inputs: Mapping[str, str]) -> list[str]:
@@ -147,8 +173,8 @@ class DatabaseClassSpec(ApiModel):
             seen.add(param.name)
             if param.pattern is not None:
                 try:
-                    re.compile(param.pattern)
-                except re.error as exc:
+                    compile_pattern(param.pattern)
+                except ValueError as exc:
                     raise ValueError(f"parameters.{param.name}.pattern is not a valid regex: {exc}") from None
         return self
 
@@ -183,7 +209,11 @@ class DatabaseClassSpec(ApiModel):
                 value = spec.default if spec.default is not None else ""
             if spec.max_length is not None and len(value) > spec.max_length:
                 problems.append(f"params.{name} is longer than {spec.max_length} characters")
-            elif spec.pattern is not None and name in params and not re.fullmatch(spec.pattern, value):
+            elif (
+                spec.pattern is not None
+                and name in params
+                and compile_pattern(spec.pattern).fullmatch(value) is None
+            ):
                 problems.append(f"params.{name} does not match the pattern {spec.pattern}")
             resolved[name] = value
         if problems:

@@ -133,7 +133,7 @@ class EndpointHealth(ApiModel):
     last_check_time: Timestamp | None = None
     last_transition_time: Timestamp | None = None
     tls: TlsObserved | None = None
-    #: Already passed through dsn.redact(); never a raw driver message.
+    #: Already passed through dbaasctl.redaction.redact(); never a raw driver message.
     last_error: str | None = None
 
 

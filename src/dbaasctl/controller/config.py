@@ -38,14 +38,14 @@ from dbaasctl.controller import reasons
 from dbaasctl.controller.secrets import decode_data
 from dbaasctl.dbms import endpoints as dbms_endpoints
 from dbaasctl.dbms.drivers import DRIVER_KINDS
-from dbaasctl.dbms.dsn import DsnError, ensure_compatible, parse_dsn, redact
+from dbaasctl.dbms.dsn import DsnError, ensure_compatible, parse_dsn
 from dbaasctl.dbms.tls import TlsState, satisfies
 from dbaasctl.kube.api import KubeApi
 from dbaasctl.kube.controller import Result
 from dbaasctl.kube.errors import ApiError
 from dbaasctl.kube.resources import ResourceRef
-from dbaasctl.observability.logging import register_secret
 from dbaasctl.primitives.clock import utc_now
+from dbaasctl.redaction import redact, register_secret
 
 __all__ = [
     "CONFIG_KEY",
@@ -253,7 +253,8 @@ class ConfigReconciler:
 
     async def _apply(self, bindings: dict[str, Binding], specs: list[dbms_endpoints.EndpointSpec]) -> None:
         for spec in specs:
-            register_secret(spec.dsn)
+            # One slot per endpoint: an edited DSN replaces the old one in the redactor.
+            register_secret(spec.dsn, slot=f"endpoint-dsn/{spec.name}")
         wanted = {s.name: s for s in specs}
         if self._last_specs != wanted:
             await self.registry.apply(specs)

@@ -1,4 +1,4 @@
-"""Endpoint DSNs: parsing, and the one redaction function every message goes through.
+"""Endpoint DSNs: parsing and printing without the password.
 
 DSNs carry the most valuable secret the operator holds (a DBMS admin password), and the
 reference operator leaked it in start-up errors. So:
@@ -7,29 +7,27 @@ reference operator leaked it in start-up errors. So:
 * `DsnError` messages are built only from fixed text and the scheme, never from any part of
   the input after `://`, because a malformed DSN is exactly when a password ends up where a
   host or port was expected;
-* `redact()` is what every log line, Event, status message and exception text built from
-  foreign text (driver errors) passes through.
+* `secrets()` lists the literals that `dbaasctl.redaction.redact` must mask in any text built
+  from a driver's errors.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from urllib.parse import parse_qsl, quote, quote_plus, unquote_to_bytes, urlencode
+from urllib.parse import parse_qsl, quote, unquote_to_bytes, urlencode
+
+from dbaasctl.redaction import MASK, redact
 
 __all__ = [
     "DEFAULT_PORTS",
-    "MASK",
     "Dsn",
     "DsnError",
     "ensure_compatible",
     "parse_dsn",
-    "redact",
 ]
-
-MASK = "***"
 
 #: URL scheme (lower case) -> (driver, flavor).
 _SCHEMES: dict[str, tuple[str, str]] = {
@@ -392,50 +390,3 @@ def _redact_odbc(conn: str) -> str:
     except DsnError:
         return redact(conn)
     return "".join(f"{k}={MASK if k.lower() in _SECRET_OPTION_KEYS else _odbc_value(v)};" for k, v in pairs)
-
-
-# --- redaction ---------------------------------------------------------------------------------
-
-# scheme://user:password@ -- the password runs to the last '@' before whitespace, so a raw '@'
-# in it is still covered (over-masking a query that contains '@' is the safe failure).
-_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.%-]*://[^\s:/?#@]*):[^\s]*@")
-# key=value / key: value forms for password-like keys, in URL queries, libpq conninfo, ODBC
-# strings, JSON and Python reprs. Values may be {braced}, 'quoted' or "quoted".
-_KEYED_SECRET = re.compile(
-    r"(?P<key>(?<![A-Za-z0-9_])(?P<q>[\"']?)(?:password|passwd|pwd|sslpassword)(?P=q)\s*[:=]\s*)"
-    r"(?P<value>\{(?:[^}]|\}\})*\}?|'(?:[^'\\]|\\.)*'?|\"(?:[^\"\\]|\\.)*\"?|[^;&\s'\"]*)",
-    re.IGNORECASE,
-)
-
-
-def _mask_keyed(match: re.Match[str]) -> str:
-    value = match.group("value")
-    if value[:1] in ("'", '"'):
-        return f"{match.group('key')}{value[0]}{MASK}{value[0]}"
-    return f"{match.group('key')}{MASK}"
-
-
-_SHORT_SECRET = 6
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Mask credentials in free text before it is logged, recorded or stored in a status.
-
-    Masks the password of any `scheme://user:password@host` URL, the value of password-like
-    keys (`PWD=...;`, `password=...`, `"password": "..."`) and every literal in `secrets`
-    (plus its percent-encoded forms, as it would appear inside a DSN). Secrets shorter than six
-    characters are masked only where they are not part of a longer word.
-    """
-    variants: set[str] = set()
-    for secret in secrets:
-        if secret:
-            variants.update({secret, quote(secret, safe=""), quote_plus(secret, safe="")})
-    for secret in sorted(variants, key=len, reverse=True):
-        if len(secret) >= _SHORT_SECRET:
-            text = text.replace(secret, MASK)
-        else:
-            # A very short value ("u", "5432") would shred ordinary words if masked everywhere;
-            # mask it only where it stands on its own.
-            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", MASK, text)
-    text = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}:{MASK}@", text)
-    return _KEYED_SECRET.sub(_mask_keyed, text)

@@ -34,12 +34,12 @@ from prometheus_client import CollectorRegistry
 
 from dbaasctl.dbms.drivers import Driver, ProcedureError, Reason, RoutineInfo, create_driver
 from dbaasctl.dbms.drivers.base import ENDPOINT_REASONS, DbmsError
-from dbaasctl.dbms.dsn import Dsn, DsnError, parse_dsn, redact
+from dbaasctl.dbms.dsn import Dsn, DsnError, parse_dsn
 from dbaasctl.dbms.tls import TlsState, satisfies
-from dbaasctl.observability import logging as obslog
 from dbaasctl.observability import metrics
 from dbaasctl.primitives.clock import utc_now
 from dbaasctl.primitives.tokenbucket import Clock, Sleep, TokenBucket
+from dbaasctl.redaction import redact, register_secret
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ class EndpointRegistry:
         try:
             dsn: Dsn = parse_dsn(spec.dsn)
             if dsn.password:
-                obslog.register_secret(dsn.password)
+                register_secret(dsn.password, slot=f"endpoint-password/{spec.name}")
             driver = self._factory(
                 spec.driver,
                 dsn,

@@ -3,10 +3,9 @@
 Secrets must never reach a log line, whatever path they take (a message argument, an `extra` field, an
 exception text from a driver that echoes a DSN). So scrubbing is not left to call sites: `setup_logging`
 installs `RedactionFilter` on the handler, and any module that learns a secret registers it with
-`register_secret` (or a pattern / a function with `register_pattern` / `register_redactor`). The filter
-renders the record's message and exception text once, scrubs them, and stores the result back on the
-record, so every formatter downstream only ever sees scrubbed text. `redact()` is the same scrubber for
-other sinks (Kubernetes Events, status messages, exception messages).
+`dbaasctl.redaction.register_secret`. The filter renders the record's message and exception text once,
+scrubs them with `dbaasctl.redaction.redact`, and stores the result back on the record, so every
+formatter downstream only ever sees scrubbed text.
 """
 
 from __future__ import annotations
@@ -14,11 +13,39 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-import re
 import sys
-import threading
-from collections.abc import Callable, Iterable
 from typing import Any, Literal, TextIO
+
+from dbaasctl.redaction import (
+    MASK,
+    MIN_SECRET_LENGTH,
+    redact,
+    register_pattern,
+    register_redactor,
+    register_secret,
+    register_secrets,
+    unregister_secret,
+)
+
+# The redactor lives in dbaasctl.redaction; these names stay importable from here because the
+# logging set-up is where most modules first meet them.
+__all__ = [
+    "MASK",
+    "MIN_SECRET_LENGTH",
+    "TRACE",
+    "ConsoleFormatter",
+    "JsonFormatter",
+    "RedactionFilter",
+    "parse_level",
+    "redact",
+    "register_pattern",
+    "register_redactor",
+    "register_secret",
+    "register_secrets",
+    "setup_logging",
+    "trace",
+    "unregister_secret",
+]
 
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
@@ -33,106 +60,6 @@ _LEVELS: dict[str, int] = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
-
-MASK = "***"
-# Secrets shorter than this are not registered: masking every "a" or "12" would destroy the log while
-# protecting nothing worth protecting.
-MIN_SECRET_LENGTH = 4
-
-# Credentials that have a recognisable shape are scrubbed even if nobody registered them.
-_BUILTIN_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # scheme://user:password@host  (DSNs, proxy URLs)
-    (re.compile(r"(?P<pre>[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@]*:)[^@\s/]+(?=@)"), r"\g<pre>" + MASK),
-    # Authorization: Bearer xxx / "Bearer xxx"
-    (re.compile(r"(?i)(?P<pre>\bbearer\s+)[A-Za-z0-9\-._~+/]+=*"), r"\g<pre>" + MASK),
-    # key=value DSN / connection-string passwords (ODBC `PWD=..;`, libpq `password=...`)
-    (
-        re.compile(r"(?i)(?P<pre>\b(?:password|passwd|pwd)\s*[=:]\s*)(?:'[^']*'|\"[^\"]*\"|[^\s;,&}]+)"),
-        r"\g<pre>" + MASK,
-    ),
-)
-
-
-class _Redactor:
-    """The process-wide scrubber; thread-safe because logging may be called from executor threads."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._secrets: set[str] = set()
-        self._secret_re: re.Pattern[str] | None = None
-        self._patterns: list[tuple[re.Pattern[str], str]] = list(_BUILTIN_PATTERNS)
-        self._hooks: list[Callable[[str], str]] = []
-
-    def add_secret(self, value: str) -> None:
-        if len(value) < MIN_SECRET_LENGTH:
-            return
-        with self._lock:
-            if value in self._secrets:
-                return
-            self._secrets.add(value)
-            self._rebuild()
-
-    def remove_secret(self, value: str) -> None:
-        with self._lock:
-            if value in self._secrets:
-                self._secrets.discard(value)
-                self._rebuild()
-
-    def _rebuild(self) -> None:
-        # Longest first, so a secret that contains another is masked whole.
-        ordered = sorted(self._secrets, key=len, reverse=True)
-        self._secret_re = re.compile("|".join(re.escape(s) for s in ordered)) if ordered else None
-
-    def add_pattern(self, pattern: str | re.Pattern[str], replacement: str) -> None:
-        compiled = re.compile(pattern) if isinstance(pattern, str) else pattern
-        with self._lock:
-            self._patterns.append((compiled, replacement))
-
-    def add_hook(self, hook: Callable[[str], str]) -> None:
-        with self._lock:
-            self._hooks.append(hook)
-
-    def __call__(self, text: str) -> str:
-        secret_re, patterns, hooks = self._secret_re, tuple(self._patterns), tuple(self._hooks)
-        if secret_re is not None:
-            text = secret_re.sub(MASK, text)
-        for pattern, replacement in patterns:
-            text = pattern.sub(replacement, text)
-        for hook in hooks:
-            text = hook(text)
-        return text
-
-
-_redactor = _Redactor()
-
-
-def register_secret(value: str) -> None:
-    """Mask this exact value everywhere from now on (passwords, tokens, DSN credentials)."""
-    _redactor.add_secret(value)
-
-
-def register_secrets(values: Iterable[str]) -> None:
-    for value in values:
-        _redactor.add_secret(value)
-
-
-def unregister_secret(value: str) -> None:
-    """Forget a secret that is no longer in use (e.g. after rotation), to keep the matcher small."""
-    _redactor.remove_secret(value)
-
-
-def register_pattern(pattern: str | re.Pattern[str], replacement: str = MASK) -> None:
-    _redactor.add_pattern(pattern, replacement)
-
-
-def register_redactor(hook: Callable[[str], str]) -> None:
-    """Add a scrubbing function applied after secrets and patterns."""
-    _redactor.add_hook(hook)
-
-
-def redact(text: str) -> str:
-    return _redactor(text)
-
 
 # Attributes every LogRecord has; anything else came in through `extra=` and is logged as a field.
 _STANDARD_ATTRS = frozenset(

@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import decimal
+import functools
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, cast, runtime_checkable
 
-from dbaasctl.dbms.dsn import redact
+from dbaasctl.redaction import mask, redact
 
 # Procedure names: an identifier, optionally schema-qualified. Anything else never reaches SQL text.
 PROCEDURE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
@@ -221,6 +222,42 @@ def procedure_error(
     text = redact(text, secrets)
     where = f"{procedure}: " if procedure else ""
     return ProcedureError(reason, where + text, procedure=procedure, sqlstate=sqlstate)
+
+
+def with_values_masked(error: DbmsError, values: Iterable[str]) -> DbmsError:
+    """The same error with the call's own bound values masked in its message.
+
+    A DBMS echoes what it was given: `DETAIL: Key (v)=(<value>) already exists`, a MariaDB
+    SIGNAL text built from an argument. Inputs are rendered from params and may carry what a
+    user considers private, so they never reach an exception, a log line or a condition.
+    """
+    masked = mask(error.message, values)
+    if masked == error.message:
+        return error
+    clone = type(error).__new__(type(error))
+    clone.__dict__.update(vars(error))
+    clone.message = masked
+    clone.args = (masked,)
+    return clone
+
+
+_Call = TypeVar("_Call", bound=Callable[..., Awaitable[dict[str, str]]])
+
+
+def masks_inputs(call: _Call) -> _Call:
+    """Decorates a driver's `call`: any DbmsError it raises has the call's inputs masked."""
+
+    @functools.wraps(call)
+    async def wrapper(self: Any, procedure: str, inputs: Mapping[str, str], **kwargs: Any) -> dict[str, str]:
+        try:
+            return await call(self, procedure, inputs, **kwargs)
+        except DbmsError as exc:
+            masked = with_values_masked(exc, inputs.values())
+            if masked is exc:
+                raise
+        raise masked from None
+
+    return cast("_Call", wrapper)
 
 
 def deadline_error(procedure: str | None, timeout: float, *, expired: bool, aftermath: str) -> ProcedureError:

@@ -32,6 +32,7 @@ from dbaasctl.dbms.drivers.base import (
     RoutineInfo,
     deadline_error,
     free_size_stats,
+    masks_inputs,
     positional_values,
     procedure_error,
     rows_to_mapping,
@@ -139,6 +140,7 @@ class MySQLDriver:
             await asyncio.gather(*self._background, return_exceptions=True)
 
     # ---- operations -------------------------------------------------------------------------------
+    @masks_inputs
     async def call(
         self, procedure: str, inputs: Mapping[str, str], *, timeout: float, expect_rows: bool
     ) -> dict[str, str]:

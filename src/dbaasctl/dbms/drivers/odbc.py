@@ -40,6 +40,7 @@ from dbaasctl.dbms.drivers.base import (
     RoutineInfo,
     deadline_error,
     free_size_stats,
+    masks_inputs,
     positional_values,
     procedure_error,
     rows_to_mapping,
@@ -186,6 +187,7 @@ class OdbcDriver:
         marks = ", ".join("?" for _ in values)
         return "{CALL " + dialect.target(schema, bare) + "(" + marks + ")}", values
 
+    @masks_inputs
     async def call(
         self, procedure: str, inputs: Mapping[str, str], *, timeout: float, expect_rows: bool
     ) -> dict[str, str]:

@@ -36,6 +36,7 @@ from dbaasctl.dbms.drivers.base import (
     ResultSet,
     RoutineInfo,
     deadline_error,
+    masks_inputs,
     named_values,
     procedure_error,
     rows_to_mapping,
@@ -156,6 +157,7 @@ class PostgresDriver:
                 pool.terminate()
 
     # ---- operations -------------------------------------------------------------------------------
+    @masks_inputs
     async def call(
         self, procedure: str, inputs: Mapping[str, str], *, timeout: float, expect_rows: bool
     ) -> dict[str, str]:

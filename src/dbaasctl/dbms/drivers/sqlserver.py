@@ -12,7 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from dbaasctl.dbms.drivers.base import PROCEDURE_NAME, ContractError, named_values, split_procedure
+from dbaasctl.dbms.drivers.base import (
+    PROCEDURE_NAME,
+    ContractError,
+    masks_inputs,
+    named_values,
+    split_procedure,
+)
 from dbaasctl.dbms.drivers.odbc import MAX_IDENTIFIER, Dialect, OdbcDriver, odbc_value
 from dbaasctl.dbms.dsn import Dsn
 
@@ -67,6 +73,7 @@ class SqlServerDriver(OdbcDriver):
         args = ", ".join(f"@{name} = ?" for name, _ in params)
         return f"SET NOCOUNT ON; EXEC {target} {args}".rstrip(), [value for _, value in params]
 
+    @masks_inputs
     async def call(
         self, procedure: str, inputs: Mapping[str, str], *, timeout: float, expect_rows: bool
     ) -> dict[str, str]:
