@@ -62,7 +62,7 @@ async def test_key_value_set_wins_over_other_sets(driver: MySQLDriver) -> None:
         ("two_kv_sets", (), Reason.BAD_RESULT_SHAPE, "exactly one"),
         ("no_such_procedure", (), Reason.PROCEDURE_NOT_FOUND, "does not exist"),
         ("echo", ("only one",), Reason.WRONG_PARAMETERS, "Incorrect number of arguments"),
-        ("raise_error", ("quota",), Reason.PROCEDURE_FAILED, "procedure refused: quota"),
+        ("raise_error", ("quota",), Reason.PROCEDURE_FAILED, "procedure refused: ***"),
         ("error_after_rows", (), Reason.PROCEDURE_FAILED, "failed after the first result set"),
     ],
 )
