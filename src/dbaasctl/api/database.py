@@ -18,6 +18,7 @@ __all__ = [
     "FINALIZER",
     "GROUP",
     "KIND",
+    "LEGACY_ROTATE_ANNOTATION",
     "PLURAL",
     "ROTATE_ANNOTATION",
     "VERSION",
@@ -25,6 +26,7 @@ __all__ = [
     "DatabaseSpec",
     "DatabaseStatus",
     "DeletionPolicy",
+    "PendingOperation",
 ]
 
 GROUP = "dbaasctl.io"
@@ -34,6 +36,8 @@ KIND = "Database"
 PLURAL = "databases"
 #: Setting this annotation asks for a credential rotation; see DatabaseStatus.rotation_token.
 ROTATE_ANNOTATION = "dbaasctl.io/rotate"
+#: The reference operator's rotate annotation, honoured as an alias of ROTATE_ANNOTATION.
+LEGACY_ROTATE_ANNOTATION = "dbaas.bedag.ch/rotate"
 FINALIZER = "dbaasctl.io/finalizer"
 
 DeletionPolicy = Literal["Delete", "Retain"]
@@ -44,6 +48,13 @@ class DatabaseSpec(ApiModel):
     params: dict[str, str] = Field(default_factory=dict)
     deletion_policy: DeletionPolicy = "Delete"
     secret_name: str | None = None
+
+
+class PendingOperation(ApiModel):
+    """A procedure call that was started and whose outcome is not recorded yet (the intent marker)."""
+
+    name: Literal["create", "rotate"]
+    started_at: Timestamp
 
 
 class DatabaseStatus(ApiModel):
@@ -57,6 +68,9 @@ class DatabaseStatus(ApiModel):
     #: a new value means "rotate again", the same value means "already done".
     rotation_token: str | None = None
     credential_generation: int | None = None
+    #: Written (with a resourceVersion precondition) right before create or rotate is called, cleared
+    #: when the outcome is recorded; while set, spec.endpoint and spec.params are immutable.
+    pending_operation: PendingOperation | None = None
 
 
 class Database(ApiModel):

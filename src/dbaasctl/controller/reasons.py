@@ -61,6 +61,8 @@ ROTATE_FAILED = "RotateFailed"
 DELETE_FAILED = "DeleteFailed"
 SECRET_TEMPLATE_ERROR = "SecretTemplateError"
 SECRET_WRITE_FAILED = "SecretWriteFailed"
+CREATE_OUTCOME_UNKNOWN = "CreateOutcomeUnknown"
+LEGACY_ANNOTATION = "LegacyAnnotation"
 
 CATALOGUE: tuple[Reason, ...] = (
     Reason(
@@ -188,8 +190,25 @@ CATALOGUE: tuple[Reason, ...] = (
     Reason(
         SECRET_WRITE_FAILED,
         "Warning",
+        "False",
+        "The DBMS issued credentials but the Secret could not be written (API server unreachable, RBAC, "
+        "quota). The operator keeps them in memory and writes them before anything else; only if it "
+        "restarted meanwhile does it rotate to obtain fresh ones. Never a second create.",
+    ),
+    Reason(
+        CREATE_OUTCOME_UNKNOWN,
+        "Warning",
+        "False",
+        "The create call was started but its outcome was never recorded (the operator stopped or the "
+        "connection broke during it) and the class has no rotate procedure to recover credentials with. "
+        "Create is not called again on a guess: check the DBMS, then delete and re-create the Database.",
+    ),
+    Reason(
+        LEGACY_ANNOTATION,
+        "Normal",
         None,
-        "The API server refused to write the Secret (RBAC, quota, validation); retried with backoff.",
+        "The reference operator's annotation dbaas.bedag.ch/rotate was honoured; use dbaasctl.io/rotate "
+        "(emitted once per Database and operator run).",
     ),
 )
 
