@@ -139,14 +139,20 @@ class Call:
     applied: bool
 
 
+#: Failure kinds at a DBMS call, named like the API ones: CONFLICT = a user edits the Database while the
+#: call runs; SERVER_ERROR = the procedure raised (nothing applied); TIMEOUT_APPLIED = applied, the answer
+#: lost; RESET = the connection broke before the call reached the server; CRASH = applied, the process dies.
+
+
 @dataclass
 class MemoryDbms:
     """Databases keyed by the `k8sName` input; passwords change on rotate."""
 
     passwords: dict[str, str] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
-    #: (operation, kind): fail the next call of that operation; kinds: "error" (nothing applied),
-    #: TIMEOUT_APPLIED (applied, the answer lost), CRASH (applied, the process dies).
+    #: Create called for a database that exists: a repeated side effect.
+    repeats: int = 0
+    #: (operation, kind): fail the next call of that operation with that kind.
     faults: list[tuple[str, str]] = field(default_factory=list)
     #: Runs inside every call, while it is in flight (e.g. a user editing the Database).
     during_call: Callable[[str], Awaitable[None]] | None = None
@@ -162,14 +168,21 @@ class MemoryDbms:
         fault = next((f for f in self.faults if f[0] == operation), None)
         if fault is not None:
             self.faults.remove(fault)
+        kind = fault[1] if fault is not None else None
         if self.during_call is not None:
             await self.during_call(operation)
-        if fault is not None and fault[1] == "error":
+        if kind == CONFLICT and self.edit is not None:
+            await self.edit()
+        if kind == SERVER_ERROR:
             self.calls.append(Call(operation, name, False))
             raise ProcedureError(Reason.PROCEDURE_FAILED, "injected failure", procedure=operation)
+        if kind == RESET:
+            self.calls.append(Call(operation, name, False))
+            raise ProcedureError(Reason.CONNECTION_FAILED, "connection reset by peer", procedure=operation)
         out: dict[str, str] = {}
         if operation == "create":
             if name in self.passwords:
+                self.repeats += 1
                 self.calls.append(Call(operation, name, False))
                 raise ProcedureError(Reason.PROCEDURE_FAILED, f"database {name} already exists")
             self.passwords[name] = secrets.token_hex(8)
@@ -183,11 +196,14 @@ class MemoryDbms:
         elif operation == "delete":
             self.passwords.pop(name, None)
         self.calls.append(Call(operation, name, True))
-        if fault is not None and fault[1] == TIMEOUT_APPLIED:
+        if kind == TIMEOUT_APPLIED:
             raise ProcedureError(Reason.OPERATION_TIMEOUT, f"{operation} did not finish", procedure=operation)
-        if fault is not None and fault[1] == CRASH:
+        if kind == CRASH:
             raise Crash(f"crash after the {operation} call")
         return out
+
+    #: Set by the harness: a user's edit of the Database (CONFLICT at a DBMS call).
+    edit: Callable[[], Awaitable[None]] | None = None
 
 
 class MemoryDriver:

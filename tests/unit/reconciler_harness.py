@@ -96,6 +96,15 @@ class Harness:
         self.registry = EndpointRegistry(driver_factory=self.dbms.driver)
         self.reconciler = self._reconciler()
         self.crashes = 0
+        self.violations: list[str] = []
+        self._edits = 0
+
+        async def user_edit() -> None:
+            self._edits += 1
+            for name in [o["metadata"]["name"] for o in self.kube.objects(DATABASES, NS)]:
+                await self.edit({"metadata": {"labels": {"during-call": str(self._edits)}}}, name)
+
+        self.dbms.edit = user_edit
 
     async def start(self) -> None:
         reconciler = ConfigReconciler(
@@ -187,13 +196,25 @@ class Harness:
     async def reconcile(self, name: str = "orders") -> Result | BaseException | None:
         """One pass; an exception (the queue's error path) or a crash is returned, not raised."""
         try:
-            return await self.reconciler.reconcile(f"{NS}/{name}")
+            outcome: Result | BaseException | None = await self.reconciler.reconcile(f"{NS}/{name}")
         except Crash as exc:
             self.crashes += 1
             self.restart()
             return exc
         except Exception as exc:
-            return exc
+            outcome = exc
+        self._check(name)
+        return outcome
+
+    def _check(self, name: str) -> None:
+        """After every pass that ran to its end: Ready=True only while the Secret holds what the DBMS
+        accepts now."""
+        ready = self.ready(name)
+        if ready is None or ready[0] != "True":
+            return
+        secret = self.secret(name)
+        if secret is None or secret.get("password") != self.dbms.passwords.get(name):
+            self.violations.append(f"Ready=True ({ready[1]}) but the Secret does not hold the credentials")
 
     async def converge(self, name: str = "orders", *, passes: int = 30) -> list[Any]:
         """Run passes until one ends without asking for another (success, or a wait of over a minute)."""

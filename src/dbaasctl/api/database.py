@@ -55,6 +55,8 @@ class PendingOperation(ApiModel):
 
     name: Literal["create", "rotate"]
     started_at: Timestamp
+    #: The rotate annotation value this call honours; recorded as status.rotationToken with its outcome.
+    rotation_token: str | None = None
 
 
 class DatabaseStatus(ApiModel):
@@ -71,6 +73,8 @@ class DatabaseStatus(ApiModel):
     #: Written (with a resourceVersion precondition) right before create or rotate is called, cleared
     #: when the outcome is recorded; while set, spec.endpoint and spec.params are immutable.
     pending_operation: PendingOperation | None = None
+    #: When the delete procedure succeeded; from then on only the Secret and the finalizer are removed.
+    deleted_at: Timestamp | None = None
 
 
 class Database(ApiModel):

@@ -90,7 +90,12 @@ CATALOGUE: tuple[Reason, ...] = (
         None,
         "Our labels were missing from our Secret (owner reference intact) and were put back; data untouched.",
     ),
-    Reason(DELETED, "Normal", None, "The delete procedure succeeded; the Secret is removed next."),
+    Reason(
+        DELETED,
+        "Normal",
+        "False",
+        "The delete procedure succeeded; the Secret is removed and the finalizer dropped next.",
+    ),
     Reason(
         RETAINED,
         "Normal",

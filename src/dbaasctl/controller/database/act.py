@@ -71,7 +71,9 @@ async def fence_intent(c: Ctx, name: Literal["create", "rotate"]) -> None:
     if FINALIZER not in p.db.metadata.finalizers:
         fresh = await c.w.patch_metadata(p.raw, {"finalizers": [*p.db.metadata.finalizers, FINALIZER]})
         p.adopt(fresh)
-    p.status.pending_operation = PendingOperation(name=name, started_at=c.d.clock())
+    value, _ = rotate_annotation(p.db)
+    token = TRUE_TOKEN if value in ("true", "") else value
+    p.status.pending_operation = PendingOperation(name=name, started_at=c.d.clock(), rotation_token=token)
     if p.status.provisioned_at is None:
         p.status.endpoint = p.db.spec.endpoint
         p.status.secret_name = p.secret_name
@@ -153,12 +155,9 @@ async def store(c: Ctx, plan: Plan, held: Held) -> Exit | None:
         return exit_
     c.memory.release(p)
     p.status.credential_generation = held.generation
+    if p.status.pending_operation is not None and p.status.pending_operation.rotation_token:
+        p.status.rotation_token = p.status.pending_operation.rotation_token
     p.status.pending_operation = None
-    value, _ = rotate_annotation(p.db)
-    if value in ("true", ""):
-        p.status.rotation_token = TRUE_TOKEN
-    elif value:
-        p.status.rotation_token = value
     endpoint = p.status.endpoint or plan.endpoint
     if held.operation == "rotate":
         p.status.last_rotation_time = now
@@ -192,8 +191,9 @@ async def delete(c: Ctx, plan: Plan) -> Exit | None:
     c.memory.release(p)
     c.event(reasons.DELETED, f"database deleted on endpoint {plan.endpoint}")
     log.info("%s: database deleted on endpoint %s", p.key, plan.endpoint, extra={"database": p.key})
-    p.status.provisioned_at = None
+    p.status.deleted_at = c.d.clock()
     p.status.pending_operation = None
+    p.set_ready("False", reasons.DELETED, f"database deleted on endpoint {plan.endpoint}; releasing")
     p.adopt(await c.w.record_status(p.raw, p.status))
     return None
 

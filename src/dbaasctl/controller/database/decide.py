@@ -75,6 +75,8 @@ def _deleting(o: Observed) -> Step:
         return Nothing()
     if o.deletion_policy == "Retain":
         return Release(retain=True)
+    if o.status.deleted_at is not None:
+        return Release(retain=False)  # the delete procedure succeeded
     may_exist = (
         o.status.provisioned_at is not None
         or o.status.pending_operation is not None

@@ -220,6 +220,11 @@ class DatabaseReconciler:
         status = p.status
         if adopted is not None:
             status.credential_generation = adopted
+            pending = status.pending_operation
+            if pending is not None and pending.rotation_token:
+                status.rotation_token = pending.rotation_token
+            if pending is not None and pending.name == "rotate":
+                status.last_rotation_time = self.d.clock()
             status.pending_operation = None
             status.provisioned_at = status.provisioned_at or self.d.clock()
             status.endpoint = status.endpoint or p.db.spec.endpoint

@@ -177,9 +177,12 @@ class Writer:
         await self._retry(attempt)
 
     async def read_secret(self, namespace: str, name: str) -> JsonDict | None:
-        try:
-            return await self.client.get(SECRETS.path(namespace, name))
-        except ApiError as exc:
-            if exc.is_not_found:
-                return None
-            raise
+        async def attempt() -> JsonDict | None:
+            try:
+                return await self.client.get(SECRETS.path(namespace, name))
+            except ApiError as exc:
+                if exc.is_not_found:
+                    return None
+                raise
+
+        return await self._retry(attempt)
