@@ -20,7 +20,7 @@ from dbaasctl.controller.database.decide import TRUE_TOKEN
 from dbaasctl.controller.database.model import Held
 from dbaasctl.controller.database.observe import Pass, rotate_annotation
 from dbaasctl.controller.database.writes import SecretConflict, Writer
-from dbaasctl.controller.secrets import inspect_secret, metadata_repair_patch, release_patch
+from dbaasctl.controller.secrets import decode_data, inspect_secret, metadata_repair_patch, release_patch
 from dbaasctl.kube.controller import Result
 from dbaasctl.kube.errors import ApiError
 from dbaasctl.kube.resources import JsonDict
@@ -41,11 +41,14 @@ class Exit:
 class Ctx:
     """What a handler needs: the dependencies, the writer, this pass and the reconciler's memory."""
 
-    def __init__(self, deps: Dependencies, writer: Writer, p: Pass, memory: Memory) -> None:
+    def __init__(
+        self, deps: Dependencies, writer: Writer, p: Pass, memory: Memory, secret: JsonDict | None = None
+    ) -> None:
         self.d = deps
         self.w = writer
         self.p = p
         self.memory = memory
+        self.secret = secret
 
     def event(self, reason: str, note: str, *, warning: bool = False) -> None:
         (self.d.recorder.warning if warning else self.d.recorder.normal)(self.p.raw, reason, note)
@@ -60,8 +63,12 @@ class Ctx:
         return Exit(Result(requeue_after=backoff(failures), failed=True))
 
     def masks(self) -> list[str]:
+        """Every credential of this Database we know of: a DBMS error text may echo any of them."""
         held = self.memory.held_for(self.p)
-        return list(held.result.values()) if held is not None else []
+        values = list(held.result.values()) if held is not None else []
+        if self.secret is not None and inspect_secret(self.secret, self.p.raw).owned:
+            values += [v for v in decode_data(self.secret).values() if v]
+        return values
 
 
 async def fence_intent(c: Ctx, name: Literal["create", "rotate"]) -> None:
@@ -101,7 +108,7 @@ async def rotate(
     p = c.p
     await fence_intent(c, "create" if recover_create else "rotate")
     text = "; ".join(why)
-    log.info("%s: rotating credentials: %s", p.key, text, extra={"database": p.key})
+    log.debug("%s: rotating credentials: %s", p.key, text, extra={"database": p.key})
     result = await call(c.d.registry, c.d.metrics, p.key, plan, "rotate", c.masks())
     if isinstance(result, CallFailed):
         if recover_create:
@@ -113,9 +120,9 @@ async def rotate(
             )
         if result.no_effect:
             p.status.pending_operation = None
-            kept = " The Secret still holds the previous credentials." if usable_before else ""
+            kept = "; the Secret still holds the previous credentials" if usable_before else ""
             return c.fail(result.reason, result.message + kept, ready="True" if usable_before else "False")
-        return c.fail(result.reason, result.message + " The Secret may hold credentials no longer valid.")
+        return c.fail(result.reason, result.message + "; the Secret may hold credentials no longer valid")
     c.memory.reset(p)
     op: Literal["create", "rotate"] = "create" if recover_create else "rotate"
     held = Held(op, (p.status.credential_generation or 0) + 1, result, text)

@@ -176,7 +176,7 @@ class DatabaseReconciler:
         return act.Exit(Result(requeue=True))
 
     async def _act(self, p: Pass, step: Step, o: Observed, secret: JsonDict | None) -> act.Exit | None:
-        c = act.Ctx(self.d, self.writer, p, self.memory)
+        c = act.Ctx(self.d, self.writer, p, self.memory, secret)
         match step:
             case Create(plan):
                 return await act.create(c, plan)
