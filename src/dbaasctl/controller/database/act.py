@@ -154,7 +154,7 @@ async def store(c: Ctx, plan: Plan, held: Held) -> Exit | None:
     except Exception as exc:  # every API or transport failure, after the retries in place
         failure = (
             reasons.SECRET_WRITE_FAILED,
-            f"credentials were {what} but Secret {name} could not be written ({_describe(exc)}); retrying",
+            f"credentials were {what} but Secret {name} could not be written ({describe(exc)}); retrying",
         )
     if failure is not None:
         exit_ = c.fail(*failure)
@@ -251,7 +251,7 @@ async def remove_annotation(c: Ctx) -> Exit | None:
     return None
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
     """A failure in a user's words: the API server's status and reason, or what happened to the link."""
     if isinstance(exc, ApiError):
         return f"{exc.status} {exc.reason}".strip()

@@ -16,7 +16,13 @@ from dbaasctl.controller import reasons
 from dbaasctl.controller.admission import Admission
 from dbaasctl.controller.config import ConfigState
 from dbaasctl.controller.database import act
-from dbaasctl.controller.database.decide import NOT_READY_RECHECK, TRUE_TOKEN, decide, secret_usable
+from dbaasctl.controller.database.decide import (
+    NOT_READY_RECHECK,
+    TRUE_TOKEN,
+    decide,
+    rotation_reasons,
+    secret_usable,
+)
 from dbaasctl.controller.database.metrics import DatabaseMetrics
 from dbaasctl.controller.database.model import (
     Adopt,
@@ -142,11 +148,12 @@ class DatabaseReconciler:
             try:
                 await self._record(p)
             except Exception as exc:
-                exit_ = self._api_failure(p, exc, "writing the status")
+                exit_ = self._api_failure(p, exc, None)
         self._publish(p)
         return exit_.result
 
     async def _steps(self, p: Pass) -> act.Exit:
+        observed: Observed | None = None
         for _ in range(MAX_STEPS):
             try:
                 secret = await self._read_secret(p)
@@ -159,18 +166,18 @@ class DatabaseReconciler:
                 if exc.is_conflict:  # a fence saw the object move on: decide again from the fresh copy
                     try:
                         p.adopt(await self.writer.get_database(p.namespace, p.name))
-                    except ApiError as again:
-                        if again.is_not_found:
+                    except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as again:
+                        if isinstance(again, ApiError) and again.is_not_found:
                             p.gone = True
                             return act.Exit(None)
-                        return self._api_failure(p, again, "reading the Database")
+                        return self._api_failure(p, again, observed)
                     continue
                 if exc.is_not_found and exc.path.startswith(DATABASES.path(p.namespace, p.name)):
                     p.gone = True
                     return act.Exit(None)
-                return self._api_failure(p, exc, "talking to the API server")
+                return self._api_failure(p, exc, observed)
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                return self._api_failure(p, exc, "talking to the API server")
+                return self._api_failure(p, exc, observed)
             if exit_ is not None:
                 return exit_
         return act.Exit(Result(requeue=True))
@@ -245,8 +252,19 @@ class DatabaseReconciler:
             return
         p.adopt(await self.writer.record_status(p.raw, p.status), keep_status=True)
 
-    def _api_failure(self, p: Pass, exc: BaseException, doing: str) -> act.Exit:
-        log.info("%s: failed %s: %s", p.key, doing, exc, extra={"database": p.key})
+    def _api_failure(self, p: Pass, exc: BaseException, o: Observed | None) -> act.Exit:
+        """The API server failed mid-pass (after the retries in place): requeue with backoff, and never
+        leave Ready=True standing for a Secret this pass saw was unusable."""
+        log.info("%s: the API server failed: %s", p.key, exc, extra={"database": p.key})
+        ready = p.ready()
+        stale = o is not None and o.status.provisioned_at is not None and not secret_usable(o)
+        if o is not None and stale and ready is not None and ready[0] == "True":
+            why = "; ".join(rotation_reasons(o)) or "the Secret does not hold the last credentials"
+            p.set_ready(
+                "False",
+                reasons.ROTATE_FAILED,
+                f"cannot rotate ({why}): the API server failed ({act.describe(exc)}); retrying",
+            )
         return act.Exit(Result(requeue=True, failed=True))
 
     def _publish(self, p: Pass) -> None:
