@@ -175,8 +175,10 @@ CATALOGUE: tuple[Reason, ...] = (
         ROTATE_FAILED,
         "Warning",
         "True",
-        "The rotate procedure failed. Ready stays True while the Secret still holds the previous, working "
-        "credentials (False if it is gone); the database is never re-created. Retried with backoff.",
+        "The rotate procedure failed. Ready stays True when the DBMS answered with an error (the Secret "
+        "still holds the previous, working credentials), is Unknown when the call's outcome is unknown "
+        "(timeout, broken connection: the password may have changed), False when the Secret is gone. "
+        "The database is never re-created. Retried with backoff.",
     ),
     Reason(
         DELETE_FAILED,

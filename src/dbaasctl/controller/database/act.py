@@ -53,11 +53,13 @@ class Ctx:
     def event(self, reason: str, note: str, *, warning: bool = False) -> None:
         (self.d.recorder.warning if warning else self.d.recorder.normal)(self.p.raw, reason, note)
 
-    def fail(self, reason: str, message: str, *, ready: str = "False") -> Exit:
+    def fail(
+        self, reason: str, message: str, *, ready: Literal["True", "False", "Unknown"] = "False"
+    ) -> Exit:
         """A failed DBMS call: visible on Ready and as an Event; back off from seconds, not milliseconds."""
         p = self.p
         log.info("%s: %s: %s", p.key, reason, message, extra={"database": p.key, "reason": reason})
-        p.set_ready("True" if ready == "True" else "False", reason, message)
+        p.set_ready(ready, reason, message)
         self.event(reason, message, warning=True)
         failures = self.memory.failed(p)
         return Exit(Result(requeue_after=backoff(failures), failed=True))
@@ -115,14 +117,20 @@ async def rotate(
             if result.no_effect:
                 p.status.pending_operation = None  # the database was not there: create runs again
             return c.fail(
-                reasons.CREATE_FAILED,
-                f"the outcome of the create call is unknown and rotating to recover failed: {result.message}",
+                reasons.ENDPOINT_UNAVAILABLE if result.transient else reasons.CREATE_FAILED,
+                f"the outcome of the create call is unknown; rotating to obtain its credentials failed: "
+                f"{result.message}",
             )
         if result.no_effect:
             p.status.pending_operation = None
             kept = "; the Secret still holds the previous credentials" if usable_before else ""
             return c.fail(result.reason, result.message + kept, ready="True" if usable_before else "False")
-        return c.fail(result.reason, result.message + "; the Secret may hold credentials no longer valid")
+        # The call may have changed the password (a timeout, a broken connection): neither True nor False.
+        return c.fail(
+            result.reason,
+            result.message + "; the outcome is unknown, the Secret may hold credentials no longer valid",
+            ready="Unknown" if usable_before else "False",
+        )
     c.memory.reset(p)
     op: Literal["create", "rotate"] = "create" if recover_create else "rotate"
     held = Held(op, (p.status.credential_generation or 0) + 1, result, text)

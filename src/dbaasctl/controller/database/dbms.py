@@ -60,6 +60,7 @@ class CallFailed:
     reason: str
     message: str
     no_effect: bool
+    transient: bool = False  # the link or the deadline failed, not the procedure
 
 
 def definite(exc: DbmsError) -> bool:
@@ -126,6 +127,8 @@ async def call(
             masked,
             extra=extra,
         )
-        return CallFailed(_reason(op, exc), _message(op, procedure, plan.endpoint, exc), definite(exc))
+        return CallFailed(
+            _reason(op, exc), _message(op, procedure, plan.endpoint, exc), definite(exc), exc.transient
+        )
     metrics.count(op, True)
     return result
