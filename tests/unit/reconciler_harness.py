@@ -97,6 +97,7 @@ class Harness:
         self.reconciler = self._reconciler()
         self.crashes = 0
         self.violations: list[str] = []
+        self.secret_cache: dict[str, Any] | None = None
         self._edits = 0
 
         async def user_edit() -> None:
@@ -153,6 +154,8 @@ class Harness:
         )
 
     def _cached_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        if self.secret_cache is not None:
+            return self.secret_cache  # an informer that has not seen our last write yet
         secret = self.kube.read(SECRETS, namespace, name)
         labels = ((secret or {}).get("metadata") or {}).get("labels") or {}
         return secret if labels.get("app.kubernetes.io/managed-by") == "dbaasctl" else None

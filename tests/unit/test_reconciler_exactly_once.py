@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from reconciler_harness import Harness
+from reconciler_harness import NS, Harness
+
+from dbaasctl.kube.resources import SECRETS
 
 
 async def test_edit_during_create_runs_create_once() -> None:
@@ -40,3 +42,21 @@ async def test_edit_during_rotate_runs_rotate_once() -> None:
     ready = h.ready()
     assert ready is not None
     assert ready[0] == "True", ready
+
+
+async def test_a_secret_cache_behind_our_last_write_does_not_rotate_again() -> None:
+    h = Harness()
+    await h.start()
+    h.create_database()
+    await h.converge()
+    before = h.kube.read(SECRETS, NS, "orders-credentials")
+    await h.edit({"metadata": {"annotations": {"dbaasctl.io/rotate": "v1"}}})
+    await h.converge()
+    assert [c.operation for c in h.dbms.calls] == ["create", "rotate"]
+    h.secret_cache = before  # the informer still holds the Secret as it was before the rotation
+    await h.edit({"metadata": {"labels": {"any": "edit"}}})
+    await h.converge()
+    assert [c.operation for c in h.dbms.calls] == ["create", "rotate"]
+    ready = h.ready()
+    assert ready is not None
+    assert ready[0] == "True"

@@ -147,6 +147,10 @@ class DatabaseReconciler:
         if not p.gone:
             try:
                 await self._record(p)
+            except ApiError as exc:
+                if not exc.is_not_found:
+                    exit_ = self._api_failure(p, exc, None)
+                p.gone = p.gone or exc.is_not_found  # deleted meanwhile: nothing more to report
             except Exception as exc:
                 exit_ = self._api_failure(p, exc, None)
         self._publish(p)
@@ -154,12 +158,19 @@ class DatabaseReconciler:
 
     async def _steps(self, p: Pass) -> act.Exit:
         observed: Observed | None = None
+        fresh_secret = False
         for _ in range(MAX_STEPS):
             try:
-                secret = await self._read_secret(p)
+                secret, fresh = await self._read_secret(p, fresh=fresh_secret)
                 observed = observe(p, secret, self.d.admission, self.memory.held_for(p), self.d.clock())
                 self._tell_legacy(p)
                 step = decide(observed)
+                if isinstance(step, Rotate | Adopt | RepairLabels) and not fresh:
+                    # A step taken on what the Secret looks like: the cache may lag our own last write
+                    # (a rotation just recorded would look undone). Decide again on the server's copy.
+                    fresh_secret = True
+                    continue
+                fresh_secret = False
                 log.debug("%s: %s", p.key, type(step).__name__, extra={"database": p.key})
                 exit_ = await self._act(p, step, observed, secret)
             except ApiError as exc:
@@ -280,13 +291,14 @@ class DatabaseReconciler:
             rotate_failing=ready is not None and ready[1] == reasons.ROTATE_FAILED,
         )
 
-    async def _read_secret(self, p: Pass) -> JsonDict | None:
-        """Our cache first; a miss is confirmed against the API server (the cache may lag our own write,
-        and a Secret that is not labelled as ours is not cached at all)."""
-        cached = self.d.get_secret(p.namespace, p.secret_name)
+    async def _read_secret(self, p: Pass, *, fresh: bool) -> tuple[JsonDict | None, bool]:
+        """(the Secret, read from the API server?). Our cache first unless `fresh`; a miss is confirmed
+        against the API server (the cache may lag our own write, and a Secret that is not labelled as
+        ours is not cached at all)."""
+        cached = None if fresh else self.d.get_secret(p.namespace, p.secret_name)
         if cached is not None:
-            return cached
-        return await self.writer.read_secret(p.namespace, p.secret_name)
+            return cached, False
+        return await self.writer.read_secret(p.namespace, p.secret_name), True
 
     def _tell_legacy(self, p: Pass) -> None:
         _, key = rotate_annotation(p.db)
