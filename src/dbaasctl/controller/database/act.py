@@ -26,7 +26,8 @@ from dbaasctl.kube.errors import ApiError
 from dbaasctl.kube.resources import JsonDict
 
 if TYPE_CHECKING:
-    from dbaasctl.controller.database.reconciler import Dependencies, Memory
+    from dbaasctl.controller.database.memory import Memory
+    from dbaasctl.controller.database.reconciler import Dependencies
 
 log = logging.getLogger("dbaasctl.controller.database")
 

@@ -31,6 +31,7 @@ __all__ = [
     "NOT_READY_RECHECK",
     "TRUE_TOKEN",
     "decide",
+    "rotation_reasons",
     "secret_usable",
 ]
 

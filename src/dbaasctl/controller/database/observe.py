@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Literal
 
@@ -123,6 +122,3 @@ def observe(
         held=held,
         now=now,
     )
-
-
-SecretLookup = Callable[[str, str], JsonDict | None]

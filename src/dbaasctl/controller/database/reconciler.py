@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import aiohttp
 from pydantic import ValidationError
 
+from dbaasctl.api.conditions import find_condition
 from dbaasctl.controller import reasons
 from dbaasctl.controller.admission import Admission
 from dbaasctl.controller.config import ConfigState
@@ -23,13 +24,13 @@ from dbaasctl.controller.database.decide import (
     rotation_reasons,
     secret_usable,
 )
+from dbaasctl.controller.database.memory import Memory
 from dbaasctl.controller.database.metrics import DatabaseMetrics
 from dbaasctl.controller.database.model import (
     Adopt,
     Blocked,
     Create,
     Delete,
-    Held,
     Nothing,
     Observed,
     Release,
@@ -84,43 +85,6 @@ class Dependencies:
     clock: Callable[[], datetime] = _utcnow
     field_manager: str = "dbaasctl"
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-
-
-class Memory:
-    """What survives between passes in this process: credentials not yet stored, consecutive failed
-    calls (for the backoff), Databases already told about the legacy annotation. Keyed by uid, so a
-    Database re-created under the same name starts clean."""
-
-    def __init__(self) -> None:
-        self._held: dict[str, Held] = {}
-        self._failures: dict[str, int] = {}
-        self.legacy_told: set[str] = set()
-
-    @staticmethod
-    def _id(p: Pass) -> str:
-        return f"{p.key}@{p.db.metadata.uid}"
-
-    def held_for(self, p: Pass) -> Held | None:
-        return self._held.get(self._id(p))
-
-    def hold(self, p: Pass, held: Held) -> None:
-        self._held[self._id(p)] = held
-
-    def release(self, p: Pass) -> None:
-        self._held.pop(self._id(p), None)
-
-    def failed(self, p: Pass) -> int:
-        n = self._failures.get(self._id(p), 0) + 1
-        self._failures[self._id(p)] = n
-        return n
-
-    def reset(self, p: Pass) -> None:
-        self._failures.pop(self._id(p), None)
-
-    def forget(self, key: str) -> None:
-        for table in (self._held, self._failures):
-            for k in [k for k in table if k.startswith(f"{key}@")]:
-                del table[k]
 
 
 class DatabaseReconciler:
@@ -313,7 +277,5 @@ class DatabaseReconciler:
 
 
 def _message(p: Pass) -> str | None:
-    from dbaasctl.api.conditions import find_condition
-
     cond = find_condition(p.status.conditions, reasons.COND_READY)
     return cond.message if cond is not None else None
