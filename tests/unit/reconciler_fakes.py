@@ -150,7 +150,8 @@ class MemoryDbms:
 
     passwords: dict[str, str] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
-    #: Create called for a database that exists: a repeated side effect.
+    #: Create called for a database that exists: a repeated side effect (answered like the samples do,
+    #: with fresh credentials).
     repeats: int = 0
     #: (operation, kind): fail the next call of that operation with that kind.
     faults: list[tuple[str, str]] = field(default_factory=list)
@@ -181,10 +182,7 @@ class MemoryDbms:
             raise ProcedureError(Reason.CONNECTION_FAILED, "connection reset by peer", procedure=operation)
         out: dict[str, str] = {}
         if operation == "create":
-            if name in self.passwords:
-                self.repeats += 1
-                self.calls.append(Call(operation, name, False))
-                raise ProcedureError(Reason.PROCEDURE_FAILED, f"database {name} already exists")
+            self.repeats += name in self.passwords
             self.passwords[name] = secrets.token_hex(8)
             out = {"username": name, "password": self.passwords[name], "database": name}
         elif operation == "rotate":

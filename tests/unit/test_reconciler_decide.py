@@ -136,21 +136,12 @@ ROWS: list[Any] = [
         RepairSecret(PLAN, replace(HELD, operation="create", generation=1)),
     ),
     (
-        "create outcome unknown: recover by rotating",
+        "create outcome unknown: create again (idempotent contract)",
         dict(
             status=DatabaseStatus(pending_operation=PendingOperation(name="create", started_at=NOW)),
             secret=SecretView(),
         ),
-        Rotate(PLAN, ("the outcome of the create call is unknown",), recover_create=True),
-    ),
-    (
-        "create outcome unknown, no rotate procedure",
-        dict(
-            status=DatabaseStatus(pending_operation=PendingOperation(name="create", started_at=NOW)),
-            secret=SecretView(),
-            admission=PLAN_NO_ROTATE,
-        ),
-        Blocked,
+        Create(PLAN),
     ),
     # -- provisioned -----------------------------------------------------------------------------
     ("all well", dict(), Nothing()),

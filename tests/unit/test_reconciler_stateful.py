@@ -108,8 +108,9 @@ class Lifecycle(RuleBasedStateMachine):
         if not hasattr(self, "h"):
             return
         assert not self.h.violations, self.h.violations
-        assert self.h.dbms.repeats == 0
-        assert self.h.dbms.count("create") <= 1
+        # Create runs again only after a fault that hid its outcome.
+        assert self.h.dbms.repeats <= self.risky
+        assert self.h.dbms.count("create") <= 1 + self.risky
 
     def _converged(self) -> None:
         h = self.h
@@ -118,20 +119,19 @@ class Lifecycle(RuleBasedStateMachine):
         for _ in range(4):
             self.run(h.converge(passes=40))
         assert not h.violations, h.violations
-        assert h.dbms.repeats == 0
+        assert h.dbms.repeats <= self.risky
         if self.deleted:
             assert h.db() is None, h.ready()
             assert h.secret() is None
             assert not h.dbms.passwords
             return
-        assert h.dbms.count("create") == 1
+        assert 1 <= h.dbms.count("create") <= 1 + self.risky
         ready = h.ready()
         assert ready is not None
         assert ready[0] == "True", ready
         assert h.secret()["password"] == h.dbms.passwords["orders"]  # type: ignore[index]
         # One rotate per intent; a fault that may have destroyed issued credentials may cost one more.
-        # A recovery from an unknown create outcome is a rotate too.
-        assert h.dbms.count("rotate") <= self.rotate_intents + self.risky + 1, (
+        assert h.dbms.count("rotate") <= self.rotate_intents + self.risky, (
             h.dbms.count("rotate"),
             self.rotate_intents,
             self.risky,

@@ -61,7 +61,6 @@ ROTATE_FAILED = "RotateFailed"
 DELETE_FAILED = "DeleteFailed"
 SECRET_TEMPLATE_ERROR = "SecretTemplateError"
 SECRET_WRITE_FAILED = "SecretWriteFailed"
-CREATE_OUTCOME_UNKNOWN = "CreateOutcomeUnknown"
 LEGACY_ANNOTATION = "LegacyAnnotation"
 
 CATALOGUE: tuple[Reason, ...] = (
@@ -201,14 +200,6 @@ CATALOGUE: tuple[Reason, ...] = (
         "The DBMS issued credentials but the Secret could not be written (API server unreachable, RBAC, "
         "quota). The operator keeps them in memory and writes them before anything else; only if it "
         "restarted meanwhile does it rotate to obtain fresh ones. Never a second create.",
-    ),
-    Reason(
-        CREATE_OUTCOME_UNKNOWN,
-        "Warning",
-        "False",
-        "The create call was started but its outcome was never recorded (the operator stopped or the "
-        "connection broke during it) and the class has no rotate procedure to recover credentials with. "
-        "Create is not called again on a guess: check the DBMS, then delete and re-create the Database.",
     ),
     Reason(
         LEGACY_ANNOTATION,

@@ -34,13 +34,11 @@ Exactly once: the rules, by what the pass finds.
 | credentials held in memory (issued, not yet in the Secret) | RepairSecret: write them, then status — before |
 |                                                            |   any new rotate                               |
 | our Secret's credential generation > status's              | Adopt: record it (provisionedAt too), no call  |
-| not provisioned, intent "create" set, no evidence          | create's outcome is unknown (operator stopped, |
-|                                                            |   link broke, timeout): Rotate to obtain        |
-|                                                            |   credentials — never a second create. If the  |
-|                                                            |   DBMS answers rotate with a definite error,   |
-|                                                            |   the database is not there: the intent is     |
-|                                                            |   cleared and create may run. No rotate        |
-|                                                            |   procedure: Blocked CreateOutcomeUnknown      |
+| not provisioned, intent "create" set, no evidence          | no success was ever seen (the operator stopped,|
+|                                                            |   the link broke, the call timed out): Create  |
+|                                                            |   again — create procedures must be idempotent |
+|                                                            |   (the samples are), and only a re-run can     |
+|                                                            |   complete a create cut off half-way           |
 | not provisioned, no intent                                 | admission (strict), then Create                |
 | provisioned: rotate annotation, Secret missing or edited,  | Rotate(why); "true" is recorded as             |
 |   issued credentials not stored (intent left, Secret       |   rotationToken "true" with the new credentials|
@@ -61,6 +59,9 @@ credentialGeneration, provisionedAt / lastRotationTime, rotationToken and clears
   connection, unreadable result) may have had one and leaves the intent for the rules above.
 - delete is not fenced by an intent: a delete whose success could not be recorded runs again; delete
   procedures must be idempotent (the samples are: DROP ... IF EXISTS).
+
+So create runs again only when no success of it was ever seen, and never after one was: not after a
+user's edit during the call, not after a failed status or Secret write, not after a failed rotation.
 
 Admission failures are Blocked results counted as errors (`Result(failed=True)`) and not requeued: a
 change to the Database, class, config or namespace brings the key back. A worker never waits for the

@@ -104,24 +104,14 @@ async def create(c: Ctx, plan: Plan) -> Exit | None:
     return await store(c, plan, held)
 
 
-async def rotate(
-    c: Ctx, plan: Plan, why: tuple[str, ...], *, recover_create: bool, usable_before: bool
-) -> Exit | None:
+async def rotate(c: Ctx, plan: Plan, why: tuple[str, ...], *, usable_before: bool) -> Exit | None:
     """`usable_before`: the Secret held working credentials when the pass decided to rotate."""
     p = c.p
-    await fence_intent(c, "create" if recover_create else "rotate")
+    await fence_intent(c, "rotate")
     text = "; ".join(why)
     log.debug("%s: rotating credentials: %s", p.key, text, extra={"database": p.key})
     result = await call(c.d.registry, c.d.metrics, p.key, plan, "rotate", c.masks())
     if isinstance(result, CallFailed):
-        if recover_create:
-            if result.no_effect:
-                p.status.pending_operation = None  # the database was not there: create runs again
-            return c.fail(
-                reasons.ENDPOINT_UNAVAILABLE if result.transient else reasons.CREATE_FAILED,
-                f"the outcome of the create call is unknown; rotating to obtain its credentials failed: "
-                f"{result.message}",
-            )
         if result.no_effect:
             p.status.pending_operation = None
             kept = "; the Secret still holds the previous credentials" if usable_before else ""
@@ -133,8 +123,7 @@ async def rotate(
             ready="Unknown" if usable_before else "False",
         )
     c.memory.reset(p)
-    op: Literal["create", "rotate"] = "create" if recover_create else "rotate"
-    held = Held(op, (p.status.credential_generation or 0) + 1, result, text)
+    held = Held("rotate", (p.status.credential_generation or 0) + 1, result, text)
     c.memory.hold(p, held)
     return await store(c, plan, held)
 

@@ -43,7 +43,6 @@ NOT_READY_RECHECK = 1.0
 TRUE_TOKEN = "true"
 #: A scheduled rotation this close to due is done now rather than after a sub-second requeue.
 _EARLY = timedelta(milliseconds=500)
-UNKNOWN_CREATE = "the outcome of the create call is unknown"
 UNKNOWN_ROTATE = "the outcome of the last rotation is unknown"
 NOT_STORED = "the last credentials issued could not be stored"
 
@@ -114,19 +113,9 @@ def _provisioning(o: Observed) -> Step:
         return RepairSecret(plan, o.held) if isinstance(plan, Plan) else plan
     if o.secret.owned and o.secret.generation is not None:
         return Adopt(o.secret.generation, "create")
-    if o.status.pending_operation is not None:
-        plan = _plan_or_step(o, f"recover ({UNKNOWN_CREATE})")
-        if not isinstance(plan, Plan):
-            return plan
-        if plan.klass.operations.rotate is None:
-            return Blocked(
-                reasons.CREATE_OUTCOME_UNKNOWN,
-                f"the create procedure was called on endpoint {plan.endpoint} but its outcome was never "
-                f"recorded, and DatabaseClass {plan.class_name} has no rotate procedure to obtain "
-                "credentials with; create is not called again on a guess. Check the DBMS, then delete "
-                "and re-create this Database",
-            )
-        return Rotate(plan, (UNKNOWN_CREATE,), recover_create=True)
+    # An intent without an outcome (the operator stopped, or the link broke, during the call) is not a
+    # success we saw: create runs again (the contract asks create to be idempotent, as the samples are;
+    # a create cut off half-way is completed by the re-run, which a rotate could not do).
     plan = _plan_or_step(o, "")
     return Create(plan) if isinstance(plan, Plan) else plan
 

@@ -105,8 +105,6 @@ class Create:
 class Rotate:
     plan: Plan
     why: tuple[str, ...]
-    #: The create call's outcome is unknown: a successful rotate also completes provisioning.
-    recover_create: bool = False
 
 
 @dataclass(frozen=True)

@@ -162,9 +162,8 @@ class DatabaseReconciler:
         match step:
             case Create(plan):
                 return await act.create(c, plan)
-            case Rotate(plan, why, recover):
-                usable = secret_usable(o)
-                return await act.rotate(c, plan, why, recover_create=recover, usable_before=usable)
+            case Rotate(plan, why):
+                return await act.rotate(c, plan, why, usable_before=secret_usable(o))
             case RepairSecret(plan, held):
                 return await act.store(c, plan, held)
             case Adopt(generation, _):
