@@ -32,7 +32,8 @@ from dbaasctl.controller.database import DATABASES, DatabaseMetrics, DatabaseRec
 from dbaasctl.dbms.endpoints import EndpointHealth, EndpointRegistry
 from dbaasctl.kube.api import KubeApi
 from dbaasctl.kube.cache import NAMESPACE_INDEX, Informer
-from dbaasctl.kube.manager import Manager, ManagerSettings
+from dbaasctl.kube.manager import Manager
+from dbaasctl.kube.manager_settings import ManagerSettings
 from dbaasctl.kube.ratelimit import default_controller_rate_limiter
 from dbaasctl.kube.resources import NAMESPACES, SECRETS, JsonDict, ResourceRef, object_key
 from dbaasctl.kube.rest import KubeClient
@@ -92,6 +93,7 @@ class Operator:
                 metrics_cert_file=settings.metrics_cert_file,
                 metrics_key_file=settings.metrics_key_file,
                 leader_election=settings.leader_elect,
+                graceful_shutdown_timeout=settings.shutdown_timeout,
                 lease_name=settings.leader_election_id,
                 lease_namespace=namespace,
                 lease_duration=settings.lease_duration,

@@ -88,6 +88,7 @@ class Settings(BaseModel):
     lease_duration: float = Field(default=15.0, gt=0)
     renew_deadline: float = Field(default=10.0, gt=0)
     retry_period: float = Field(default=2.0, gt=0)
+    shutdown_timeout: float = Field(default=20.0, gt=0)
     health_addr: str = ":8081"
     metrics_addr: str = ":8080"
     secure_metrics: bool = False
@@ -229,6 +230,13 @@ FIELDS: tuple[_Field, ...] = (
         metavar="SECONDS",
     ),
     _Field("retry_period", "seconds between leader-election attempts", "float", metavar="SECONDS"),
+    _Field(
+        "shutdown_timeout",
+        "seconds in-flight reconciles get to finish on SIGTERM; the pod's terminationGracePeriodSeconds "
+        "must exceed it plus the renew deadline, or the Lease is never released",
+        "float",
+        metavar="SECONDS",
+    ),
     _Field(
         "health_addr",
         "listen address of /healthz and /readyz (host:port or :port)",

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from dbaasctl.kube.controller import Result
-from dbaasctl.kube.manager import Manager, ManagerSettings
+from dbaasctl.kube.manager import Manager
+from dbaasctl.kube.manager_settings import ManagerSettings
 from dbaasctl.kube.resources import CONFIGMAPS, object_key
 from dbaasctl.kube.rest import KubeClient
 from dbaasctl.observability.logging import setup_logging

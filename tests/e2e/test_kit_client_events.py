@@ -12,7 +12,8 @@ from kit_helpers import configmap, kube_client
 from prometheus_client import CollectorRegistry
 
 from dbaasctl.kube.errors import ApiError
-from dbaasctl.kube.events import NOTE_LIMIT, EventRecorder
+from dbaasctl.kube.events import EventRecorder
+from dbaasctl.kube.eventseries import NOTE_LIMIT
 from dbaasctl.kube.resources import CONFIGMAPS
 from dbaasctl.kube.rest import KubeClient
 from dbaasctl.observability.logging import register_secret

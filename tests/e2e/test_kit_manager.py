@@ -12,7 +12,8 @@ from kit_helpers import configmap, http_get, kube_client, metric_value
 from prometheus_client import CollectorRegistry
 
 from dbaasctl.kube.controller import Result
-from dbaasctl.kube.manager import Manager, ManagerSettings
+from dbaasctl.kube.manager import Manager
+from dbaasctl.kube.manager_settings import ManagerSettings
 from dbaasctl.kube.resources import CONFIGMAPS, object_key
 from dbaasctl.kube.rest import KubeClient
 from testbed.controlplane import KubeTools

@@ -24,18 +24,14 @@ from __future__ import annotations
 import asyncio
 import copy
 import itertools
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import unquote
 
-import aiohttp
 import jsonpatch
 
 from dbaasctl.kube.api import Params, PatchType
-from dbaasctl.kube.errors import ApiError, WatchIdleTimeout
 from dbaasctl.kube.resources import (
     CONFIGMAPS,
     CORE_EVENTS,
@@ -47,35 +43,24 @@ from dbaasctl.kube.resources import (
     ResourceRef,
 )
 from dbaasctl.primitives.clock import rfc3339
+from support.apierrors import conflict, connection_reset, gone, server_error, status_error
+from support.fakestore import FakeStore
+from support.fakewatch import FakeWatch
 from support.selectors import Matcher, field_matcher, label_matcher, merge_patch
+
+__all__ = [
+    "Call",
+    "FakeKube",
+    "FakeWatch",
+    "conflict",
+    "connection_reset",
+    "gone",
+    "server_error",
+    "status_error",
+]
 
 VERBS = ("get", "list", "create", "replace", "patch", "delete", "watch")
 WELL_KNOWN = (CONFIGMAPS, SECRETS, NAMESPACES, CORE_EVENTS, EVENTS, LEASES)
-
-
-def status_error(code: int, reason: str, message: str, **details: Any) -> ApiError:
-    """An ApiError exactly as KubeClient builds it from a Status answer."""
-    body: JsonDict = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code}
-    body |= {"reason": reason, "message": message, "details": details}
-    return ApiError.from_status(body)
-
-
-def conflict(
-    message: str = "the object has been modified; please apply your changes to the latest version",
-) -> ApiError:
-    return status_error(409, "Conflict", message)
-
-
-def server_error(code: int = 500, message: str = "etcdserver: request timed out") -> ApiError:
-    return status_error(code, "InternalError" if code == 500 else "ServiceUnavailable", message)
-
-
-def gone(message: str = "too old resource version") -> ApiError:
-    return status_error(410, "Expired", message)
-
-
-def connection_reset() -> aiohttp.ClientError:
-    return aiohttp.ClientOSError(104, "Connection reset by peer")
 
 
 @dataclass(frozen=True)
@@ -113,7 +98,7 @@ Hook = Callable[[Call], Awaitable[None]]
 _Key = tuple[ResourceRef, str | None, str]
 
 
-class FakeKube:
+class FakeKube(FakeStore):
     """In-memory API server; implements `dbaasctl.kube.api.KubeApi`. Create it inside the running loop."""
 
     def __init__(
@@ -124,56 +109,18 @@ class FakeKube:
         bookmark_interval: float | None = 60.0,
     ) -> None:
         """`bookmark_interval`: watches that allow bookmarks get one this often (kube-apiserver: ~1 min)."""
+        super().__init__((*WELL_KNOWN, *resources), status_subresources)
         self.bookmark_interval = bookmark_interval
-        self._resources: dict[tuple[str, str, str], ResourceRef] = {}
-        self._status: set[ResourceRef] = set()
-        for ref in (*WELL_KNOWN, *resources):
-            self.register(ref)
-        for ref in status_subresources:
-            self.register(ref, status_subresource=True)
-        self._objects: dict[_Key, JsonDict] = {}
-        self._rv = 0
-        self._compacted = 0
-        self._log: list[tuple[int, ResourceRef, str, JsonDict]] = []
-        self._watches: list[FakeWatch] = []
         self._snapshots: dict[str, tuple[int, list[JsonDict]]] = {}
         self._tokens = itertools.count(1)
         self._faults: list[_Fault] = []
         self.hook: Hook | None = None
+        #: Called after a write was applied, before the answer returns (a slow response path).
+        self.after_hook: Hook | None = None
         self.calls: list[Call] = []
         self.closed = False
 
-    # -- set-up and inspection (no faults, no hooks) -------------------------------------------------
-
-    def register(self, ref: ResourceRef, *, status_subresource: bool = False) -> None:
-        self._resources[(ref.group, ref.version, ref.plural)] = ref
-        if status_subresource:
-            self._status.add(ref)
-
-    @property
-    def resource_version(self) -> int:
-        return self._rv
-
-    def seed(self, ref: ResourceRef, obj: Mapping[str, Any]) -> JsonDict:
-        """Create an object directly (status kept as given), as if another client had written it."""
-        ns = (obj.get("metadata") or {}).get("namespace") if ref.namespaced else None
-        return self._create(ref, ns, copy.deepcopy(dict(obj)), keep_status=True)
-
-    def read(self, ref: ResourceRef, namespace: str | None, name: str) -> JsonDict | None:
-        obj = self._objects.get((ref, namespace if ref.namespaced else None, name))
-        return copy.deepcopy(obj) if obj is not None else None
-
-    def objects(self, ref: ResourceRef, namespace: str | None = None) -> list[JsonDict]:
-        return [
-            copy.deepcopy(o)
-            for (r, ns, _), o in sorted(self._objects.items(), key=lambda kv: kv[0][1:])
-            if r == ref and (namespace is None or ns == namespace)
-        ]
-
-    def compact(self, resource_version: int | None = None) -> None:
-        """Forget history up to `resource_version` (default: now): older watch/continue RVs get 410."""
-        self._compacted = self._rv if resource_version is None else resource_version
-        self._log = [entry for entry in self._log if entry[0] > self._compacted]
+    # -- watches, driven by the test ------------------------------------------------------------------
 
     def bookmark(self) -> None:
         """Send a BOOKMARK at the current resourceVersion to every watch that allowed bookmarks."""
@@ -256,7 +203,7 @@ class FakeKube:
         if call.name is not None:
             raise status_error(405, "MethodNotAllowed", "create needs a collection path")
         result = self._create(call.resource, call.namespace, copy.deepcopy(dict(body)), keep_status=False)
-        return self._leave(call, result)
+        return await self._leave(call, result)
 
     async def replace(
         self,
@@ -269,7 +216,9 @@ class FakeKube:
         call = await self._enter("replace", path, body=body)
         old = self._existing(call)
         self._check_rv(call, old, body)
-        return self._leave(call, self._write(call, old, copy.deepcopy(dict(body))))
+        return await self._leave(
+            call, self._write(call.resource, call.subresource, old, copy.deepcopy(dict(body)))
+        )
 
     async def patch(
         self,
@@ -295,7 +244,7 @@ class FakeKube:
                 raise status_error(422, "Invalid", f"the JSON patch could not be applied: {exc}") from None
         else:
             raise status_error(415, "UnsupportedMediaType", "server-side apply is not modelled")
-        return self._leave(call, self._write(call, old, new))
+        return await self._leave(call, self._write(call.resource, call.subresource, old, new))
 
     async def delete(
         self,
@@ -317,11 +266,11 @@ class FakeKube:
                 )
         if meta.get("finalizers"):
             if meta.get("deletionTimestamp"):
-                return self._leave(call, copy.deepcopy(old))
+                return await self._leave(call, copy.deepcopy(old))
             new = copy.deepcopy(old)
             new["metadata"] |= {"deletionTimestamp": rfc3339(), "deletionGracePeriodSeconds": 0}
-            return self._leave(call, self._store(call.resource, new, "MODIFIED"))
-        return self._leave(call, self._remove(call.resource, old))
+            return await self._leave(call, self._store(call.resource, new, "MODIFIED"))
+        return await self._leave(call, self._remove(call.resource, old))
 
     def watch(
         self,
@@ -372,7 +321,9 @@ class FakeKube:
             raise fault
         return call
 
-    def _leave(self, call: Call, result: JsonDict) -> JsonDict:
+    async def _leave(self, call: Call, result: JsonDict) -> JsonDict:
+        if self.after_hook is not None:
+            await self.after_hook(call)
         fault = self._take_fault(call, after=True)
         if fault is not None:
             raise fault
@@ -411,109 +362,6 @@ class FakeKube:
         fields = field_matcher(params.get("fieldSelector"))
         return lambda obj: labels(obj) and fields(obj)
 
-    def _select(self, ref: ResourceRef, namespace: str | None, match: Matcher) -> list[JsonDict]:
-        return [
-            o
-            for (r, ns, _), o in sorted(self._objects.items(), key=lambda kv: kv[0][1:])
-            if r == ref and (namespace is None or ns == namespace) and match(o)
-        ]
-
-    # -- writes --------------------------------------------------------------------------------------
-
-    def _create(
-        self, ref: ResourceRef, namespace: str | None, obj: JsonDict, *, keep_status: bool
-    ) -> JsonDict:
-        meta = obj.setdefault("metadata", {})
-        if not meta.get("name") and meta.get("generateName"):
-            meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
-        name = meta.get("name")
-        if not name:
-            raise status_error(422, "Invalid", "metadata.name: Required value")
-        if ref.namespaced:
-            if not namespace or meta.get("namespace", namespace) != namespace:
-                raise status_error(400, "BadRequest", "the namespace of the object does not match the path")
-            meta["namespace"] = namespace
-        if (ref, namespace if ref.namespaced else None, name) in self._objects:
-            raise status_error(
-                409, "AlreadyExists", f'{ref.plural} "{name}" already exists', name=name, kind=ref.plural
-            )
-        if ref in self._status and not keep_status:
-            obj.pop("status", None)
-        obj["apiVersion"], obj["kind"] = ref.api_version, ref.kind
-        meta |= {"uid": str(uuid.uuid4()), "creationTimestamp": rfc3339(), "generation": 1}
-        for transient in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
-            meta.pop(transient, None)
-        return self._store(ref, obj, "ADDED")
-
-    def _write(self, call: Call, old: JsonDict, new: JsonDict) -> JsonDict:
-        """Apply subresource rules, immutable metadata, generation and finalizer semantics; store."""
-        ref = call.resource
-        if ref in self._status:
-            if call.subresource == "status":
-                status = new.get("status")
-                new = copy.deepcopy(old)
-                if status is None:
-                    new.pop("status", None)
-                else:
-                    new["status"] = status
-            elif "status" in old:
-                new["status"] = copy.deepcopy(old["status"])
-            else:
-                new.pop("status", None)
-        meta = new.setdefault("metadata", {})
-        old_meta = old["metadata"]
-        fixed_fields = ("name", "namespace", "uid", "creationTimestamp", "generation")
-        for fixed in (*fixed_fields, "deletionTimestamp", "deletionGracePeriodSeconds"):
-            if fixed in old_meta:
-                meta[fixed] = old_meta[fixed]
-            else:
-                meta.pop(fixed, None)
-        meta["resourceVersion"] = old_meta["resourceVersion"]
-        new["apiVersion"], new["kind"] = ref.api_version, ref.kind
-        if old_meta.get("deletionTimestamp"):
-            added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
-            if added:
-                raise status_error(
-                    422, "Invalid", "no new finalizers can be added if the object is being deleted"
-                )
-        if not meta.get("finalizers"):
-            meta.pop("finalizers", None)
-        if new == old:
-            return copy.deepcopy(old)
-        if _spec_of(new, ref in self._status) != _spec_of(old, ref in self._status):
-            meta["generation"] = int(old_meta.get("generation") or 0) + 1
-        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
-            return self._remove(ref, new)
-        return self._store(ref, new, "MODIFIED")
-
-    def _store(self, ref: ResourceRef, obj: JsonDict, event: str) -> JsonDict:
-        self._rv += 1
-        obj["metadata"]["resourceVersion"] = str(self._rv)
-        meta = obj["metadata"]
-        self._objects[(ref, meta.get("namespace"), meta["name"])] = obj
-        self._emit(ref, event, obj)
-        return copy.deepcopy(obj)
-
-    def _remove(self, ref: ResourceRef, obj: JsonDict) -> JsonDict:
-        meta = obj["metadata"]
-        self._objects.pop((ref, meta.get("namespace"), meta["name"]), None)
-        self._rv += 1
-        gone_obj = copy.deepcopy(obj)
-        gone_obj["metadata"]["resourceVersion"] = str(self._rv)
-        self._emit(ref, "DELETED", gone_obj)
-        return copy.deepcopy(gone_obj)
-
-    def _emit(self, ref: ResourceRef, event: str, obj: JsonDict) -> None:
-        snapshot = copy.deepcopy(obj)
-        self._log.append((self._rv, ref, event, snapshot))
-        for watch in list(self._watches):
-            watch.offer(ref, event, snapshot)
-
-
-def _spec_of(obj: JsonDict, status_subresource: bool) -> JsonDict:
-    drop = {"metadata", "status"} if status_subresource else {"metadata"}
-    return {k: v for k, v in obj.items() if k not in drop}
-
 
 def _params(params: Params | None) -> dict[str, str]:
     if params is None:
@@ -525,125 +373,3 @@ def _params(params: Params | None) -> dict[str, str]:
             continue
         out[key] = ("true" if value else "false") if isinstance(value, bool) else str(value)
     return out
-
-
-_END = object()
-
-
-class FakeWatch:
-    """One watch on a FakeKube; implements `dbaasctl.kube.api.WatchEvents`."""
-
-    def __init__(self, kube: FakeKube, path: str, params: dict[str, str], idle_timeout: float | None) -> None:
-        self._kube = kube
-        self.path = path
-        self.params = params
-        self._idle_timeout = idle_timeout
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._open = False
-        self._finished = False
-        self._deadline: float | None = None
-        self._next_bookmark: float | None = None
-        self.silenced = False
-        self.bookmarks = params.get("allowWatchBookmarks") == "true"
-        self._call: Call | None = None
-        self._match: Matcher = lambda _obj: True
-
-    async def __aenter__(self) -> Self:
-        call = await self._kube._enter("watch", self.path, params=self.params)
-        if call.name is not None:
-            raise status_error(405, "MethodNotAllowed", "watch needs a collection path")
-        self._call = call
-        self._match = self._kube._matcher(self.params)
-        now = asyncio.get_running_loop().time()
-        if self.params.get("timeoutSeconds"):
-            self._deadline = now + float(self.params["timeoutSeconds"])
-        if self.bookmarks and self._kube.bookmark_interval:
-            self._next_bookmark = now + self._kube.bookmark_interval
-        rv = self.params.get("resourceVersion") or "0"
-        if rv == "0":
-            for obj in self._kube._select(call.resource, call.namespace, self._match):
-                self.push({"type": "ADDED", "object": copy.deepcopy(obj)})
-        elif int(rv) < self._kube._compacted:
-            self.push({"type": "ERROR", "object": gone().body})
-        else:
-            for entry_rv, ref, event, obj in self._kube._log:
-                if entry_rv > int(rv):
-                    self.offer(ref, event, obj)
-        self._open = True
-        self._kube._watches.append(self)
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._close()
-
-    def __aiter__(self) -> AsyncIterator[JsonDict]:
-        return self
-
-    def _close(self) -> None:
-        self._finished = True
-        if self in self._kube._watches:
-            self._kube._watches.remove(self)
-
-    def bookmark_object(self, rv: int) -> JsonDict:
-        assert self._call is not None
-        ref = self._call.resource
-        return {"kind": ref.kind, "apiVersion": ref.api_version, "metadata": {"resourceVersion": str(rv)}}
-
-    def offer(self, ref: ResourceRef, event: str, obj: JsonDict) -> None:
-        call = self._call
-        if call is None or ref != call.resource:
-            return
-        if call.namespace is not None and obj["metadata"].get("namespace") != call.namespace:
-            return
-        if self._match(obj):
-            self.push({"type": event, "object": copy.deepcopy(obj)})
-
-    def push(self, event: JsonDict) -> None:
-        if not self.silenced and not self._finished:
-            self._queue.put_nowait(event)
-
-    def end(self, error: BaseException | None) -> None:
-        if isinstance(error, ApiError):
-            self.push({"type": "ERROR", "object": error.body or {"code": error.status}})
-            self.push(_END)
-        else:
-            self.push(error if error is not None else _END)
-        if self in self._kube._watches:
-            self._kube._watches.remove(self)
-
-    async def __anext__(self) -> JsonDict:
-        if self._finished:
-            raise StopAsyncIteration
-        loop = asyncio.get_running_loop()
-        idle_at = None if self._idle_timeout is None else loop.time() + self._idle_timeout
-        while True:
-            wake = min(
-                (t for t in (idle_at, self._deadline, self._next_bookmark) if t is not None), default=None
-            )
-            try:
-                async with asyncio.timeout_at(wake):
-                    item = await self._queue.get()
-                break
-            except TimeoutError:
-                now = loop.time()
-                if self._deadline is not None and now >= self._deadline:
-                    self._close()
-                    raise StopAsyncIteration from None
-                if idle_at is not None and now >= idle_at:
-                    self._close()
-                    raise WatchIdleTimeout(f"watch {self.path}: silent for {self._idle_timeout}s") from None
-                self._next_bookmark = now + (self._kube.bookmark_interval or 0.0)
-                if not self.silenced:
-                    return {"type": "BOOKMARK", "object": self.bookmark_object(self._kube.resource_version)}
-        if item is _END:
-            self._close()
-            raise StopAsyncIteration
-        if isinstance(item, BaseException):
-            self._close()
-            raise item
-        if item.get("type") == "ERROR":
-            self._close()
-            raise ApiError.from_status(item["object"], method="GET", path=self.path)
-        return dict(item)

@@ -368,6 +368,26 @@ def test_operator_accepts_the_rendered_flags(values: tuple[Path, ...]) -> None:
     )
 
 
+@pytest.mark.parametrize("values", [(), (ALL_VALUES,)], ids=["defaults", "all-options"])
+def test_the_grace_period_outlasts_the_drain_the_event_flush_and_the_lease_release(
+    values: tuple[Path, ...],
+) -> None:
+    """A SIGKILL before the Lease release makes every standby wait out a full lease."""
+    from dbaasctl.kube.manager_settings import ManagerSettings
+    from dbaasctl.settings import parse_args
+
+    docs = render(values=values)
+    settings = parse_args(args_of(docs), environ={})
+    stop = ManagerSettings(
+        leader_election=settings.leader_elect,
+        renew_deadline=settings.renew_deadline,
+        graceful_shutdown_timeout=settings.shutdown_timeout,
+    ).stop_budget()
+    assert pod_spec(docs)["terminationGracePeriodSeconds"] >= stop + 3
+    error = render_error("terminationGracePeriodSeconds=30", "operator.shutdownTimeout=20")
+    assert "must exceed operator.shutdownTimeout + renewDeadline + 5 (35)" in error
+
+
 def test_leader_election_is_required_for_several_replicas() -> None:
     docs = render("operator.leaderElection.enabled=false")
     assert "--no-leader-elect" in args_of(docs)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import re
-
 import pytest
 
 from dbaasctl.kube.errors import ApiError
@@ -12,7 +9,6 @@ from dbaasctl.kube.leader import LeaderElectionConfig
 from dbaasctl.kube.resources import CONFIGMAPS, LEASES, NAMESPACES, ResourceRef, object_key, split_key
 from dbaasctl.kube.rest import _encode_params
 from dbaasctl.observability.logging import register_secret
-from dbaasctl.primitives.clock import micro_time
 
 DATABASES = ResourceRef("dbaasctl.io", "v1", "databases", kind="Database")
 
@@ -77,12 +73,6 @@ def test_query_params_encoding() -> None:
         ("labelSelector", "a=b"),
     ]
     assert _encode_params([("force", False)]) == [("force", "false")]
-
-
-def test_micro_time_has_six_fractional_digits_in_utc() -> None:
-    when = dt.datetime(2026, 1, 2, 3, 4, 5, 120, tzinfo=dt.timezone(dt.timedelta(hours=2)))
-    assert micro_time(when) == "2026-01-02T01:04:05.000120Z"
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", micro_time())
 
 
 def test_leader_config_validation_matches_client_go() -> None:

@@ -1,4 +1,8 @@
-"""Workers and result handling with a real queue: controller-runtime's rules, metrics, failure isolation."""
+"""Workers and result handling with a real queue: controller-runtime's rules, metrics, failure isolation.
+
+On virtual loop time (looptime): every retry happens exactly when the rate limiter (10 ms doubling,
+capped at 50 ms here) or the Result says.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,17 @@ from prometheus_client import CollectorRegistry
 
 from dbaasctl.kube.controller import Controller, Reconcile, ReportedError, Result, TerminalError
 from dbaasctl.kube.ratelimit import ItemExponentialFailureRateLimiter
+
+pytestmark = pytest.mark.looptime
+
+
+def now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def offsets(times: list[float]) -> list[float]:
+    # Loop time is kept at microsecond resolution; a step of it is not a delay the code chose.
+    return [round(t - times[0], 4) for t in times]
 
 
 def make(reconcile: Reconcile, registry: CollectorRegistry, **kw: object) -> Controller:
@@ -54,9 +69,11 @@ async def test_error_retries_with_backoff_until_success_then_forgets(
 ) -> None:
     registry = CollectorRegistry()
     calls: list[str] = []
+    times: list[float] = []
 
     async def flaky(key: str) -> None:
         calls.append(key)
+        times.append(now())
         if len(calls) < 4:
             raise RuntimeError(f"attempt {len(calls)} failed")
 
@@ -66,6 +83,7 @@ async def test_error_retries_with_backoff_until_success_then_forgets(
     with caplog.at_level(logging.ERROR):
         await wait_for(lambda: value(registry, "controller_runtime_reconcile_total", result="success") == 1)
     assert calls == ["ns/a"] * 4
+    assert offsets(times) == [0, 0.01, 0.03, 0.07], "10 ms, then 20 ms, then 40 ms after each failure"
     assert value(registry, "controller_runtime_reconcile_errors_total") == 3
     assert value(registry, "controller_runtime_reconcile_total", result="error") == 3
     assert ctl.queue.num_requeues("ns/a") == 0, "success forgets the failure history"
@@ -121,18 +139,18 @@ async def test_reported_failure_is_retried_but_logged_without_traceback(
 
 async def test_requeue_after_forgets_and_comes_back() -> None:
     registry = CollectorRegistry()
-    calls = 0
+    times: list[float] = []
 
     async def periodic(key: str) -> Result:
-        nonlocal calls
-        calls += 1
+        times.append(now())
         return Result(requeue_after=0.02)
 
     ctl = make(periodic, registry)
     ctl.queue.rate_limiter.when("ns/a")  # pretend earlier failures
     ctl.start()
     ctl.enqueue("ns/a")
-    await wait_for(lambda: calls >= 3)
+    await wait_for(lambda: len(times) >= 3)
+    assert offsets(times[:3]) == [0, 0.02, 0.04], "requeue_after is the delay, not the backoff"
     assert ctl.queue.num_requeues("ns/a") == 0
     assert value(registry, "controller_runtime_reconcile_total", result="requeue_after") >= 3
     await ctl.stop(1)
@@ -140,17 +158,17 @@ async def test_requeue_after_forgets_and_comes_back() -> None:
 
 async def test_requeue_flag_is_rate_limited() -> None:
     registry = CollectorRegistry()
-    calls = 0
+    times: list[float] = []
 
     async def again(key: str) -> Result:
-        nonlocal calls
-        calls += 1
-        return Result(requeue=calls < 3)
+        times.append(now())
+        return Result(requeue=len(times) < 3)
 
     ctl = make(again, registry)
     ctl.start()
     ctl.enqueue("k")
-    await wait_for(lambda: calls == 3 and not ctl.in_flight())
+    await wait_for(lambda: len(times) == 3 and not ctl.in_flight())
+    assert offsets(times) == [0, 0.01, 0.03]
     assert value(registry, "controller_runtime_reconcile_total", result="requeue") == 2
     assert value(registry, "controller_runtime_reconcile_total", result="success") == 1
     await ctl.stop(1)
@@ -169,7 +187,7 @@ async def test_terminal_error_is_not_retried() -> None:
     ctl.start()
     ctl.enqueue("k")
     await wait_for(lambda: value(registry, "controller_runtime_terminal_reconcile_errors_total") == 1)
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(3600)
     assert calls == 1
     assert not ctl.queue.waiting()
     await ctl.stop(1)
@@ -177,12 +195,11 @@ async def test_terminal_error_is_not_retried() -> None:
 
 async def test_timeout_counts_and_retries_and_worker_survives() -> None:
     registry = CollectorRegistry()
-    calls = 0
+    times: list[float] = []
 
     async def slow_once(key: str) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
+        times.append(now())
+        if len(times) == 1:
             await asyncio.sleep(10)
 
     ctl = make(slow_once, registry, workers=1, reconcile_timeout=0.05)
@@ -190,7 +207,7 @@ async def test_timeout_counts_and_retries_and_worker_survives() -> None:
     ctl.enqueue("k")
     await wait_for(lambda: value(registry, "controller_runtime_reconcile_total", result="success") == 1)
     assert value(registry, "controller_runtime_reconcile_timeouts_total") == 1
-    assert calls == 2
+    assert offsets(times) == [0, 0.06], "cut at 50 ms, retried 10 ms later"
     await ctl.stop(1)
 
 
@@ -246,7 +263,9 @@ async def test_stop_drains_in_flight_then_cancels_stragglers() -> None:
     ctl.enqueue("stuck")
     await wait_for(lambda: len(ctl.in_flight()) == 2)
     ctl.enqueue("never")  # queued, but a stopping controller takes no new work
+    stopping_at = now()
     assert await ctl.stop(drain_timeout=0.3) is False
+    assert round(now() - stopping_at, 4) == 0.3
     assert finished == ["quick"]
     assert cancelled == ["stuck"]
     assert not ctl.running

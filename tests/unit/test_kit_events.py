@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from dbaasctl.kube.events import NOTE_LIMIT, Aggregator, ObjectRef, clean_note, truncate_utf8
+from dbaasctl.kube.eventseries import NOTE_LIMIT, Aggregator, ObjectRef, clean_note, truncate_utf8
 from dbaasctl.observability.logging import register_secret
 
 

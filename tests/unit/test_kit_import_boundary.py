@@ -66,3 +66,39 @@ def test_the_checker_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
     assert mods.count("dbaasctl.api") == 1
     assert "dbaasctl.controller" in mods
     assert "dbaasctl.kube" in mods
+
+
+def _module_files() -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    for package in ("kube", "primitives"):
+        for f in sorted((SRC / package).rglob("*.py")):
+            parts = f.relative_to(SRC.parent).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            files[name] = f
+    return files
+
+
+def test_the_kit_has_no_import_cycles() -> None:
+    files = _module_files()
+    graph = {
+        name: sorted({m for m in imported_modules(f) if m in files and m != name})
+        for name, f in files.items()
+    }
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    cycles: list[list[str]] = []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in graph[node]:
+            if state.get(nxt) == 1:
+                cycles.append([*path[path.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for name in graph:
+        if name not in state:
+            visit(name, [name])
+    # The package __init__ re-exports its modules; a module importing its own package would be a cycle.
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+    assert len(graph) > 20, "the checker found the kit's modules"

@@ -97,11 +97,11 @@ async def test_token_file_is_reread_after_its_ttl(tmp_path: Path, monkeypatch: p
     config, _ = await load_config(_write(tmp_path, {"tokenFile": "tok"}))
     client = KubeClient(config)
     try:
-        assert await client._auth_headers() == {"Authorization": "Bearer first-token-value"}
+        assert await client.auth.headers() == {"Authorization": "Bearer first-token-value"}
         (tmp_path / "tok").write_text("second-token-value", encoding="utf-8")
-        assert await client._auth_headers() == {"Authorization": "Bearer first-token-value"}
-        monkeypatch.setattr("dbaasctl.kube.rest.TOKEN_FILE_TTL", -1.0)
-        assert await client._auth_headers() == {"Authorization": "Bearer second-token-value"}
+        assert await client.auth.headers() == {"Authorization": "Bearer first-token-value"}
+        monkeypatch.setattr("dbaasctl.kube.auth.TOKEN_FILE_TTL", -1.0)
+        assert await client.auth.headers() == {"Authorization": "Bearer second-token-value"}
     finally:
         await client.close()
 

@@ -10,7 +10,6 @@ from dbaasctl.kube.ratelimit import (
     BucketRateLimiter,
     ItemExponentialFailureRateLimiter,
     MaxOfRateLimiter,
-    TokenBucket,
     default_controller_rate_limiter,
 )
 
@@ -57,45 +56,6 @@ def test_forget_resets_only_that_item() -> None:
     assert limiter.num_requeues("b") == 5
 
 
-def test_bucket_burst_then_reservations_spread_at_qps() -> None:
-    clock = FakeClock()
-    bucket = TokenBucket(rate=10, burst=100, clock=clock)
-    assert [bucket.reserve() for _ in range(100)] == [0.0] * 100
-    # Reservations debit even while waiting: the 101st waits 0.1 s, the 1000th ~90 s.
-    waits = [bucket.reserve() for _ in range(900)]
-    assert waits[0] == pytest.approx(0.1)
-    assert waits[-1] == pytest.approx(90.0)
-    clock.advance(90.0)
-    assert bucket.tokens() == pytest.approx(0.0, abs=1e-9)
-    clock.advance(1000.0)  # refill stops at the burst size
-    assert bucket.tokens() == pytest.approx(100.0)
-
-
-def test_try_take_is_a_filter_not_a_reservation() -> None:
-    clock = FakeClock()
-    bucket = TokenBucket(rate=1 / 300, burst=2, clock=clock)
-    assert bucket.try_take()
-    assert bucket.try_take()
-    assert not bucket.try_take()
-    assert bucket.tokens() == pytest.approx(0.0)  # the refusal did not go into debt
-    clock.advance(300)
-    assert bucket.try_take()
-
-
-@given(st.lists(st.floats(min_value=0.0, max_value=5.0), max_size=200))
-def test_bucket_never_admits_more_than_burst_plus_rate_times_elapsed(gaps: list[float]) -> None:
-    clock = FakeClock()
-    bucket = TokenBucket(rate=10, burst=5, clock=clock)
-    start = clock.now
-    admitted_at: list[float] = []
-    for gap in gaps:
-        clock.advance(gap)
-        admitted_at.append(clock.now + bucket.reserve())
-    # Every prefix of admissions respects the bucket: k-th admission no earlier than (k - burst) / rate.
-    for k, t in enumerate(sorted(admitted_at), start=1):
-        assert t - start >= (k - 5) / 10 - 1e-9
-
-
 def test_max_of_takes_the_longest_and_forgets_everywhere() -> None:
     clock = FakeClock()
     limiter: MaxOfRateLimiter[str] = default_controller_rate_limiter(qps=10, burst=2, clock=clock)
@@ -117,7 +77,5 @@ def test_bucket_limiter_keeps_no_item_state() -> None:
 def test_invalid_parameters_are_rejected() -> None:
     with pytest.raises(ValueError, match="base_delay"):
         ItemExponentialFailureRateLimiter(0, 1)
-    with pytest.raises(ValueError, match="rate"):
-        TokenBucket(0, 1)
     with pytest.raises(ValueError, match="at least one"):
         MaxOfRateLimiter[str]()

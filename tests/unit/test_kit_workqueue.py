@@ -1,4 +1,7 @@
-"""Work queue invariants: dedupe, never concurrent per key, never lost, delays, rate limits, shutdown."""
+"""Work queue invariants: dedupe, never concurrent per key, never lost, delays, rate limits, shutdown.
+
+Async tests run on virtual loop time (looptime): delays are asserted exactly as the queue promises them.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,12 @@ from prometheus_client import CollectorRegistry
 
 from dbaasctl.kube.ratelimit import ItemExponentialFailureRateLimiter
 from dbaasctl.kube.workqueue import ShutDownError, WorkQueue
+
+pytestmark = pytest.mark.looptime
+
+
+def elapsed_since(start: float) -> float:
+    return round(asyncio.get_running_loop().time() - start, 6)
 
 
 def new_queue(name: str = "q", registry: CollectorRegistry | None = None, **kw: object) -> WorkQueue[str]:
@@ -132,14 +141,16 @@ async def test_concurrent_workers_never_overlap_on_a_key_and_lose_no_add() -> No
 
 async def test_add_after_fires_once_and_earliest_wins() -> None:
     q = new_queue()
+    start = asyncio.get_running_loop().time()
     q.add_after("k", 5.0)
-    q.add_after("k", 0.05)  # earlier wins
-    q.add_after("k", 3.0)  # later is ignored
+    q.add_after("k", 0.05)  # the earlier add_after wins
+    q.add_after("k", 3.0)  # a later one is ignored
     assert q.waiting() == {"k"}
-    assert await asyncio.wait_for(q.get(), 2) == "k"
+    assert await q.get() == "k"
+    assert elapsed_since(start) == 0.05
     q.done("k")
     assert not q.waiting()
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(10)  # past both superseded deadlines: neither fires
     assert len(q) == 0
 
 
@@ -153,25 +164,29 @@ async def test_add_after_zero_or_negative_is_a_plain_add() -> None:
 
 async def test_delayed_items_come_out_in_ready_order() -> None:
     q = new_queue()
+    start = asyncio.get_running_loop().time()
     q.add_after("late", 0.15)
     q.add_after("early", 0.05)
     q.add_after("mid", 0.1)
-    got = [await asyncio.wait_for(q.get(), 2) for _ in range(3)]
-    assert got == ["early", "mid", "late"]
+    got = [(await q.get(), elapsed_since(start)) for _ in range(3)]
+    assert got == [("early", 0.05), ("mid", 0.1), ("late", 0.15)]
 
 
 async def test_rate_limited_adds_back_off_per_item_and_forget_resets() -> None:
     q = WorkQueue[str]("rl", ItemExponentialFailureRateLimiter(0.02, 10.0), CollectorRegistry())
     loop = asyncio.get_running_loop()
+    started = loop.time()
     q.add_rate_limited("k")  # 20 ms
     q.add_rate_limited("k")  # 40 ms, but the earlier entry wins
     assert q.num_requeues("k") == 2
-    started = loop.time()
-    assert await asyncio.wait_for(q.get(), 2) == "k"
-    assert loop.time() - started >= 0.015
+    assert await q.get() == "k"
+    assert elapsed_since(started) == 0.02
     q.done("k")
     q.forget("k")
     assert q.num_requeues("k") == 0
+    q.add_rate_limited("k")  # forgotten: back to the base delay
+    assert await q.get() == "k"
+    assert elapsed_since(started) == 0.04
 
 
 async def test_get_raises_after_shutdown_once_empty() -> None:
@@ -191,18 +206,22 @@ async def test_shutdown_with_drain_waits_for_in_flight_items() -> None:
     q = new_queue()
     q.add("k")
     key = await q.get()
+    start = asyncio.get_running_loop().time()
     stopping = asyncio.ensure_future(q.shutdown(drain=True, timeout=5))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(4)
     assert not stopping.done()
     q.done(key)
-    assert await asyncio.wait_for(stopping, 1) is True
+    assert await stopping is True
+    assert elapsed_since(start) == 4
 
 
 async def test_drain_times_out_when_a_worker_hangs() -> None:
     q = new_queue()
     q.add("k")
     await q.get()
+    start = asyncio.get_running_loop().time()
     assert await q.shutdown(drain=True, timeout=0.05) is False
+    assert elapsed_since(start) == 0.05
 
 
 async def test_cancelled_getter_passes_its_wakeup_on() -> None:
@@ -222,8 +241,10 @@ async def test_metrics_track_processing_time() -> None:
     q.add("k")
     await q.get()
     await asyncio.sleep(0.05)
-    assert registry.get_sample_value("workqueue_unfinished_work_seconds", labels) >= 0.04
-    assert registry.get_sample_value("workqueue_longest_running_processor_seconds", labels) >= 0.04
+    assert registry.get_sample_value("workqueue_unfinished_work_seconds", labels) == pytest.approx(0.05)
+    assert registry.get_sample_value("workqueue_longest_running_processor_seconds", labels) == pytest.approx(
+        0.05
+    )
     q.done("k")
     assert registry.get_sample_value("workqueue_unfinished_work_seconds", labels) == 0
     assert registry.get_sample_value("workqueue_work_duration_seconds_count", labels) == 1

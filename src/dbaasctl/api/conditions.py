@@ -7,10 +7,11 @@ like this", so it must move only when `status` flips, never on a reason or messa
 from __future__ import annotations
 
 from collections.abc import Iterable, MutableSequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from dbaasctl.api.common import ApiModel, Timestamp
+from dbaasctl.primitives.clock import utc_now
 
 __all__ = [
     "Condition",
@@ -28,7 +29,7 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 def _now() -> datetime:
     # metav1.Time has second precision; truncating here keeps equality checks against
     # what comes back from the API server stable.
-    return datetime.now(UTC).replace(microsecond=0)
+    return utc_now(whole_seconds=True)
 
 
 class Condition(ApiModel):

@@ -27,9 +27,10 @@ from prometheus_client import CollectorRegistry
 from dbaasctl.dbms.drivers import Driver, ProcedureError, Reason, RoutineInfo, create_driver
 from dbaasctl.dbms.drivers.base import DbmsError
 from dbaasctl.dbms.dsn import Dsn, DsnError, parse_dsn, redact
-from dbaasctl.dbms.limiter import Clock, Sleep, TokenBucket
 from dbaasctl.observability import logging as obslog
 from dbaasctl.observability import metrics
+from dbaasctl.primitives.clock import utc_now
+from dbaasctl.primitives.tokenbucket import Clock, Sleep, TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +248,7 @@ class EndpointRegistry:
         return ep.spec if ep else None
 
     def _set_health(self, ep: _Endpoint, healthy: bool, error: str | None) -> None:
-        now = dt.datetime.now(dt.UTC)
+        now = utc_now()
         previous = ep.health
         changed = previous.healthy is not healthy
         ep.health = EndpointHealth(

@@ -8,9 +8,11 @@ from dbaasctl.kube.api import KubeApi
 from dbaasctl.kube.cache import DeletedFinalStateUnknown, Informer
 from dbaasctl.kube.controller import Controller, ReportedError, Result, TerminalError
 from dbaasctl.kube.errors import ApiError, WatchIdleTimeout
-from dbaasctl.kube.events import EventRecorder, ObjectRef
+from dbaasctl.kube.events import EventRecorder
+from dbaasctl.kube.eventseries import ObjectRef
 from dbaasctl.kube.leader import LeaderElectionConfig, LeaderElector
-from dbaasctl.kube.manager import Manager, ManagerSettings
+from dbaasctl.kube.manager import Manager
+from dbaasctl.kube.manager_settings import ManagerSettings
 from dbaasctl.kube.resources import (
     CONFIGMAPS,
     CORE_EVENTS,

@@ -21,6 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -41,6 +42,8 @@ class Credentials:
     token: str | None = None
     #: Re-read on use (bound ServiceAccount tokens are rotated by the kubelet).
     token_file: str | None = None
+    #: The cluster's `proxy-url` (http or https); HTTPS_PROXY / NO_PROXY apply when it is unset.
+    proxy_url: str | None = None
 
 
 class UnsupportedKubeconfig(Exception):
@@ -110,7 +113,18 @@ def load_kubeconfig(path: str, context: str | None = None) -> Credentials:
         tls_server_name=cluster.get("tls-server-name"),
         token=user.get("token") or None,
         token_file=_resolve(base, user.get("tokenFile")),
+        proxy_url=_proxy_url(cluster.get("proxy-url")),
     )
+
+
+def _proxy_url(value: Any) -> str | None:
+    """An HTTP(S) proxy URL; anything else (socks5) is refused at start-up rather than ignored."""
+    if not value:
+        return None
+    url = str(value)
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise ValueError(f"proxy-url {url!r}: only http and https proxies are supported")
+    return url
 
 
 def load_in_cluster(directory: Path = SERVICE_ACCOUNT_DIR) -> Credentials:
@@ -145,8 +159,10 @@ class ClientConfig:
     # plugins, auth providers): kept for its auth header and refresh hooks.
     kube_configuration: Any = None
     token: str | None = None
-    #: A token file re-read on use at most every TOKEN_FILE_TTL seconds (rotated ServiceAccount tokens).
+    #: A token file re-read on use at most every minute and after a 401 (rotated ServiceAccount tokens).
     token_file: str | None = None
+    #: Explicit proxy (kubeconfig `proxy-url`); otherwise HTTPS_PROXY / NO_PROXY from the environment.
+    proxy_url: str | None = None
     source: str = ""
 
 
@@ -186,6 +202,7 @@ async def load_config(
         tls_server_name=creds.tls_server_name,
         token=token or creds.token,
         token_file=None if token else creds.token_file,
+        proxy_url=creds.proxy_url,
         source=f"kubeconfig {path}" if path is not None else "in-cluster",
     ), None
 
@@ -193,7 +210,7 @@ async def load_config(
 async def _load_with_kubernetes_asyncio(
     path: str | None, context: str | None, token: str | None
 ) -> tuple[ClientConfig, Any]:
-    # Imported only here: it pulls in every generated API model (~40 MB resident).
+    # Imported only here: it pulls in every generated API model (the cost is in docs/benchmarks.md).
     from kubernetes_asyncio import config as kconfig
     from kubernetes_asyncio.client import Configuration
 
@@ -216,6 +233,7 @@ async def _load_with_kubernetes_asyncio(
         tls_server_name=cfg.tls_server_name,
         kube_configuration=None if token else cfg,
         token=token,
+        proxy_url=_proxy_url(getattr(cfg, "proxy", None)),
         source=source,
     )
     return client_config, loader

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -34,6 +33,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from dbaasctl.kube.ratelimit import RateLimiter
 from dbaasctl.kube.workqueue import ShutDownError, WorkQueue
 from dbaasctl.observability import metrics as m
+from dbaasctl.primitives.clock import loop_time
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ class Controller:
 
     def in_flight(self) -> dict[str, float]:
         """Keys being reconciled now → seconds since they started."""
-        now = time.monotonic()
+        now = loop_time()
         return {k: now - t for k, t in self._in_flight.items()}
 
     def start(self) -> None:
@@ -243,7 +243,7 @@ class Controller:
                 self.queue.done(key)
 
     async def _process(self, key: str) -> None:
-        started = time.monotonic()
+        started = loop_time()
         self._in_flight[key] = started
         self._metrics.active.inc()
         try:
@@ -267,7 +267,7 @@ class Controller:
         finally:
             self._metrics.active.dec()
             self._in_flight.pop(key, None)
-            self._metrics.time.observe(time.monotonic() - started)
+            self._metrics.time.observe(loop_time() - started)
 
     def _count_error(self) -> None:
         self._metrics.errors.inc()

@@ -3,14 +3,10 @@
 - `record()` is a plain method that only appends to a bounded queue: a reconcile never waits for, and
   never fails because of, an Event. A background task writes them; when the queue is full the event is
   dropped and counted.
-- Isomorphic repeats (same object, type, reason, action, note) within `series_window` of the last one
-  become a **series**: one Event object whose `series.count` / `lastObservedTime` are patched, instead of
-  a new object per repeat (core/v1: `count` / `lastTimestamp`).
-- A per-object token bucket (burst 25, one token per 300 s, client-go's legacy spam filter) stops a
-  hot loop from flooding etcd; a filtered repeat still bumps the in-memory count, so the next write
-  carries the true total.
-- Notes are scrubbed by the logging redactor (registered secrets and DSN/token shapes) and cut to the
-  1 kB the API allows; the raw dict carries a MicroTime with 6 fractional digits, which the API requires.
+- Repeats become a series (`kube.eventseries`): one Event object whose `series.count` /
+  `lastObservedTime` are patched (core/v1: `count` / `lastTimestamp`); a per-object spam filter drops
+  floods; notes are redacted and cut to the API's limit.
+- The raw dict carries a MicroTime with 6 fractional digits, which the API requires.
 """
 
 from __future__ import annotations
@@ -21,170 +17,27 @@ import logging
 import socket
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry
 
 from dbaasctl.kube.api import KubeApi
 from dbaasctl.kube.errors import ApiError
-from dbaasctl.kube.ratelimit import TokenBucket
+from dbaasctl.kube.eventseries import (
+    FIELD_LIMIT,
+    Aggregator,
+    EventType,
+    ObjectRef,
+    Pending,
+    Series,
+    clean_note,
+)
 from dbaasctl.kube.resources import CORE_EVENTS, EVENTS, JsonDict
 from dbaasctl.observability import metrics as m
-from dbaasctl.observability.logging import redact
-from dbaasctl.primitives.clock import micro_time, rfc3339
+from dbaasctl.primitives.clock import loop_time, micro_time, rfc3339
 
 log = logging.getLogger(__name__)
-
-EventType = Literal["Normal", "Warning"]
-NOTE_LIMIT = 1024
-FIELD_LIMIT = 128
-
-
-@dataclass(frozen=True)
-class ObjectRef:
-    """What an Event is about (`regarding` / `involvedObject`)."""
-
-    api_version: str
-    kind: str
-    name: str
-    namespace: str | None = None
-    uid: str | None = None
-    resource_version: str | None = None
-
-    @classmethod
-    def from_object(cls, obj: Mapping[str, Any]) -> ObjectRef:
-        meta = obj.get("metadata") or {}
-        return cls(
-            api_version=str(obj.get("apiVersion") or ""),
-            kind=str(obj.get("kind") or ""),
-            name=str(meta.get("name") or ""),
-            namespace=meta.get("namespace") or None,
-            uid=meta.get("uid") or None,
-            resource_version=meta.get("resourceVersion") or None,
-        )
-
-    def to_dict(self) -> JsonDict:
-        out: JsonDict = {"apiVersion": self.api_version, "kind": self.kind, "name": self.name}
-        if self.namespace:
-            out["namespace"] = self.namespace
-        if self.uid:
-            out["uid"] = self.uid
-        if self.resource_version:
-            out["resourceVersion"] = self.resource_version
-        return out
-
-    @property
-    def identity(self) -> str:
-        return self.uid or f"{self.api_version}/{self.kind}/{self.namespace or ''}/{self.name}"
-
-
-def truncate_utf8(text: str, limit: int) -> str:
-    """At most `limit` bytes of UTF-8, cut on a character boundary, marked with an ellipsis."""
-    raw = text.encode()
-    if len(raw) <= limit:
-        return text
-    marker = "…"
-    room = limit - len(marker.encode())
-    if room < 0:
-        return raw[:limit].decode(errors="ignore")
-    return raw[:room].decode(errors="ignore") + marker
-
-
-def clean_note(note: str) -> str:
-    return truncate_utf8(redact(note), NOTE_LIMIT)
-
-
-@dataclass
-class _Pending:
-    ref: ObjectRef
-    type: EventType
-    reason: str
-    action: str
-    note: str
-    related: ObjectRef | None
-
-
-@dataclass
-class _Series:
-    name: str
-    namespace: str
-    api: Literal["events", "core"]
-    count: int
-    last_seen: float
-
-
-SeriesKey = tuple[str, str, str, str, str]  # object identity, type, reason, action, note
-
-
-@dataclass
-class Decision:
-    """`create` a new Event, `patch` `series` (already bumped), or drop it as spam (`filtered`)."""
-
-    action: Literal["create", "patch", "filtered"]
-    series: _Series | None = None
-
-
-class Aggregator:
-    """Series bookkeeping and the per-object spam filter; pure (no I/O), so its rules are unit-tested."""
-
-    def __init__(
-        self,
-        *,
-        series_window: float = 360.0,
-        spam_burst: int = 25,
-        spam_refill_seconds: float = 300.0,
-        cache_size: int = 4096,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.series_window = series_window
-        self.spam_burst = spam_burst
-        self.spam_rate = 1.0 / spam_refill_seconds
-        self.cache_size = cache_size
-        self._clock = clock
-        self._series: OrderedDict[SeriesKey, _Series] = OrderedDict()
-        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
-
-    def _allowed(self, identity: str) -> bool:
-        bucket = self._buckets.get(identity)
-        if bucket is None:
-            bucket = TokenBucket(self.spam_rate, self.spam_burst, self._clock)
-            self._buckets[identity] = bucket
-            while len(self._buckets) > self.cache_size:
-                self._buckets.popitem(last=False)
-        else:
-            self._buckets.move_to_end(identity)
-        return bucket.try_take()
-
-    def observe(self, key: SeriesKey) -> Decision:
-        now = self._clock()
-        series = self._series.get(key)
-        if series is not None and now - series.last_seen <= self.series_window:
-            # A filtered repeat still counts, so the next write carries the true total.
-            series.count += 1
-            series.last_seen = now
-            self._series.move_to_end(key)
-            if not self._allowed(key[0]):
-                return Decision("filtered")
-            return Decision("patch", series)
-        if series is not None:
-            del self._series[key]  # the series finished; a repeat now starts a new Event
-        if not self._allowed(key[0]):
-            return Decision("filtered")
-        return Decision("create")
-
-    def created(self, key: SeriesKey, name: str, namespace: str, api: Literal["events", "core"]) -> _Series:
-        series = _Series(name, namespace, api, 1, self._clock())
-        self._series[key] = series
-        self._series.move_to_end(key)
-        while len(self._series) > self.cache_size:
-            self._series.popitem(last=False)
-        return series
-
-    def forget(self, key: SeriesKey) -> None:
-        self._series.pop(key, None)
 
 
 def _namespace_gone(exc: ApiError) -> bool:
@@ -217,7 +70,7 @@ class EventRecorder:
         cache_size: int = 4096,
         write_timeout: float = 10.0,
         registry: CollectorRegistry | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = loop_time,
     ) -> None:
         self.client = client
         self.reporting_controller = reporting_controller[:FIELD_LIMIT]
@@ -231,7 +84,7 @@ class EventRecorder:
             cache_size=cache_size,
             clock=clock,
         )
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=queue_size)
+        self._queue: asyncio.Queue[Pending] = asyncio.Queue(maxsize=queue_size)
         self._api: Literal["events", "core"] = "events"
         self._task: asyncio.Task[None] | None = None
         counter = m.counter(
@@ -264,7 +117,7 @@ class EventRecorder:
                 if related is None or isinstance(related, ObjectRef)
                 else ObjectRef.from_object(related)
             )
-            item = _Pending(
+            item = Pending(
                 ref=ref,
                 type=type,
                 reason=(reason or "Unknown")[:FIELD_LIMIT],
@@ -343,7 +196,7 @@ class EventRecorder:
 
     # -- writing -------------------------------------------------------------------------------------
 
-    async def _write(self, item: _Pending) -> None:
+    async def _write(self, item: Pending) -> None:
         key = (item.ref.identity, item.type, item.reason, item.action, item.note)
         decision = self._aggregator.observe(key)
         if decision.action == "filtered":
@@ -363,7 +216,7 @@ class EventRecorder:
         self._aggregator.created(key, name, namespace, api)
         self._results["created"].inc()
 
-    async def _create(self, item: _Pending) -> tuple[str, str, Literal["events", "core"]]:
+    async def _create(self, item: Pending) -> tuple[str, str, Literal["events", "core"]]:
         namespace = item.ref.namespace or "default"
         name = _event_name(item.ref.name)
         if self._api == "events":
@@ -382,7 +235,7 @@ class EventRecorder:
         await self.client.create(CORE_EVENTS.path(namespace), self._core_body(item, name, namespace))
         return name, namespace, "core"
 
-    async def _patch_series(self, series: _Series) -> None:
+    async def _patch_series(self, series: Series) -> None:
         if series.api == "events":
             body: JsonDict = {"series": {"count": series.count, "lastObservedTime": micro_time()}}
             await self.client.patch(EVENTS.path(series.namespace, series.name), body, "merge")
@@ -390,7 +243,7 @@ class EventRecorder:
             body = {"count": series.count, "lastTimestamp": rfc3339()}
             await self.client.patch(CORE_EVENTS.path(series.namespace, series.name), body, "merge")
 
-    def _events_body(self, item: _Pending, name: str, namespace: str) -> JsonDict:
+    def _events_body(self, item: Pending, name: str, namespace: str) -> JsonDict:
         body: JsonDict = {
             "apiVersion": "events.k8s.io/v1",
             "kind": "Event",
@@ -408,7 +261,7 @@ class EventRecorder:
             body["related"] = item.related.to_dict()
         return body
 
-    def _core_body(self, item: _Pending, name: str, namespace: str) -> JsonDict:
+    def _core_body(self, item: Pending, name: str, namespace: str) -> JsonDict:
         now = rfc3339()
         body: JsonDict = {
             "apiVersion": "v1",

@@ -10,6 +10,9 @@
 - With the defaults (15 s / 10 s / 2 s) a leader that loses the API stops believing it leads at most
   ~12 s after its last renewal, while a standby waits ≥ 15 s after it saw that renewal: the ~3 s gap is
   the budget for cancelling work. Lengthen the lease, not the deadline, if work needs longer.
+- Renewals are stamped with the time their request was **sent**, and `may_act(duration)` answers
+  whether the lease still holds for a side effect of that length: the fencing check callers make right
+  before an action that a new leader must never repeat.
 - `release()` (graceful stop, after all guarded work ended) writes holder "" and leaseDurationSeconds=1,
   so a standby takes over within about one retry period instead of a full lease.
 """
@@ -20,7 +23,6 @@ import asyncio
 import logging
 import random
 import socket
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,14 +30,18 @@ from typing import Any
 
 import aiohttp
 from prometheus_client import CollectorRegistry
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from dbaasctl.kube.api import KubeApi
 from dbaasctl.kube.errors import ApiError
 from dbaasctl.kube.resources import LEASES, JsonDict
 from dbaasctl.observability import metrics as m
-from dbaasctl.primitives.clock import micro_time
+from dbaasctl.primitives.clock import loop_time, micro_time
 
 log = logging.getLogger(__name__)
+
+#: Writes of the released Lease before giving up (each after a conflict re-read it).
+RELEASE_ATTEMPTS = 3
 
 _ERRORS = (ApiError, aiohttp.ClientError, OSError, TimeoutError, ValueError)
 
@@ -75,7 +81,7 @@ class LeaderElector:
         config: LeaderElectionConfig,
         *,
         registry: CollectorRegistry | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = loop_time,
     ) -> None:
         config.validate()
         self.client = client
@@ -86,7 +92,11 @@ class LeaderElector:
         self._observed_spec: JsonDict | None = None
         self._observed_at = 0.0
         self._leader = False
+        # When the last successful write was *sent*: the server applied it no earlier, so a standby's
+        # lease clock started no earlier either. Stamping the answer's arrival would overstate the lease
+        # by the response time.
         self._last_renew: float | None = None
+        self._write_sent = 0.0
         self._gauge = m.gauge(
             "leader_election_master_status",
             "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 "
@@ -103,6 +113,21 @@ class LeaderElector:
     @property
     def is_leader(self) -> bool:
         return self._leader
+
+    @property
+    def lease_valid_until(self) -> float | None:
+        """Until when (on this elector's clock) no one else can lead: the last renewal's send time plus
+        the lease duration. None when not leading."""
+        if not self._leader or self._last_renew is None:
+            return None
+        return self._last_renew + self.config.lease_duration
+
+    def may_act(self, duration: float = 0.0) -> bool:
+        """Fencing for side effects: True only if we lead and the lease still holds `duration` seconds
+        from now. Ask right before an action that must never run twice (a stalled leader whose lease
+        lapsed would otherwise act alongside its successor); `duration` is how long the action may take."""
+        valid_until = self.lease_valid_until
+        return valid_until is not None and self._clock() + duration < valid_until
 
     @property
     def observed_holder(self) -> str:
@@ -130,6 +155,7 @@ class LeaderElector:
         }
 
     async def _write(self, lease: JsonDict, spec: JsonDict) -> JsonDict:
+        self._write_sent = self._clock()
         body = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
@@ -162,6 +188,7 @@ class LeaderElector:
                 "spec": self._desired_spec(None),
             }
             try:
+                self._write_sent = self._clock()
                 created = await self.client.create(LEASES.path(self.config.namespace), body)
             except ApiError as create_exc:
                 if create_exc.is_conflict:
@@ -205,7 +232,7 @@ class LeaderElector:
         while True:
             if await self._attempt(cfg.renew_deadline):
                 self._leader = True
-                self._last_renew = self._clock()
+                self._last_renew = self._write_sent
                 self._gauge.set(1)
                 log.info("lease %s/%s: %s became leader", cfg.namespace, cfg.lease_name, self.identity)
                 return
@@ -240,7 +267,7 @@ class LeaderElector:
                 log.error("lease %s: could not renew within %.0fs", cfg.lease_name, cfg.renew_deadline)
                 return False
             if await self._attempt(remaining):
-                self._last_renew = self._clock()
+                self._last_renew = self._write_sent
                 return True
             holder = self.observed_holder
             if holder and holder != self.identity:
@@ -266,29 +293,42 @@ class LeaderElector:
         self._leader = False
         self._gauge.set(0)
         lease: JsonDict = self._lease
+
+        async def write_released() -> bool:
+            nonlocal lease
+            spec: Any = dict(lease.get("spec") or {})
+            if spec.get("holderIdentity") != self.identity:
+                return False
+            now = micro_time()
+            released = {
+                "holderIdentity": "",
+                "leaseDurationSeconds": 1,
+                "acquireTime": now,
+                "renewTime": now,
+                "leaseTransitions": int(spec.get("leaseTransitions") or 0),
+            }
+            try:
+                self._lease = await self._write(lease, released)
+            except ApiError as exc:
+                if exc.is_conflict:
+                    lease = await self.client.get(self.path)  # still ours? the next attempt checks
+                raise
+            return True
+
+        # A conflict means someone wrote the Lease since we read it: re-read and try again, a few times.
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(RELEASE_ATTEMPTS),
+            retry=retry_if_exception(lambda exc: isinstance(exc, ApiError) and exc.is_conflict),
+            reraise=True,
+        )
         try:
             async with asyncio.timeout(cfg.renew_deadline):
-                for _ in range(3):
-                    spec: Any = dict(lease.get("spec") or {})
-                    if spec.get("holderIdentity") != self.identity:
-                        return False
-                    now = micro_time()
-                    released = {
-                        "holderIdentity": "",
-                        "leaseDurationSeconds": 1,
-                        "acquireTime": now,
-                        "renewTime": now,
-                        "leaseTransitions": int(spec.get("leaseTransitions") or 0),
-                    }
-                    try:
-                        self._lease = await self._write(lease, released)
-                    except ApiError as exc:
-                        if not exc.is_conflict:
-                            raise
-                        lease = await self.client.get(self.path)
-                        continue
-                    log.info("lease %s/%s: released by %s", cfg.namespace, cfg.lease_name, self.identity)
-                    return True
+                async for attempt in retrying:
+                    with attempt:
+                        if not await write_released():
+                            return False
+            log.info("lease %s/%s: released by %s", cfg.namespace, cfg.lease_name, self.identity)
+            return True
         except _ERRORS as exc:
             log.warning("lease %s: release failed: %s", cfg.lease_name, exc)
         return False

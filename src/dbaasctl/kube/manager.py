@@ -26,65 +26,33 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from dbaasctl.kube.api import KubeApi
 from dbaasctl.kube.cache import IndexFunc, Informer
 from dbaasctl.kube.controller import Controller, Reconcile
 from dbaasctl.kube.events import EventRecorder
-from dbaasctl.kube.leader import LeaderElectionConfig, LeaderElector, default_identity
+from dbaasctl.kube.leader import LeaderElectionConfig, LeaderElector
+from dbaasctl.kube.lifecycle import cancel_all, drain, until_event
+from dbaasctl.kube.manager_settings import EVENT_FLUSH_SECONDS, ManagerSettings
 from dbaasctl.kube.ratelimit import RateLimiter
 from dbaasctl.kube.resources import JsonDict, ResourceRef
 from dbaasctl.kube.rest import KubeClient
+from dbaasctl.kube.serving import Serving
 from dbaasctl.observability import metrics as m
 from dbaasctl.observability.http import (
     HealthChecks,
-    HttpServer,
     LoopMonitor,
-    MetricsAuth,
-    add_metrics_route,
-    add_probe_routes,
-    tls_context,
 )
 
 log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-
-
-@dataclass
-class ManagerSettings:
-    """Process-level knobs; the CLI maps its flags/env/config onto these."""
-
-    probe_host: str = "0.0.0.0"  # noqa: S104 - kubelet probes come from outside the pod
-    probe_port: int = 8081
-    # None: serve /metrics on the probe server. 0: any free port.
-    metrics_host: str = "0.0.0.0"  # noqa: S104
-    metrics_port: int | None = 8080
-    metrics_enabled: bool = True
-    metrics_secure: bool = False
-    metrics_cert_file: str | None = None
-    metrics_key_file: str | None = None
-    leader_election: bool = True
-    lease_name: str = "dbaasctl-leader"
-    lease_namespace: str = "default"
-    identity: str = field(default_factory=default_identity)
-    lease_duration: float = 15.0
-    renew_deadline: float = 10.0
-    retry_period: float = 2.0
-    leader_healthz_slack: float = 20.0
-    cache_sync_timeout: float = 120.0
-    graceful_shutdown_timeout: float = 30.0
-    event_loop_max_lag: float = 10.0
-    handle_signals: bool = True
-
-
 Runnable = Callable[[], Coroutine[Any, Any, None]]
 
 
@@ -131,7 +99,7 @@ class Manager:
             )
         self._runnables: list[_RunnableSpec] = []
         self._runnable_tasks: list[asyncio.Task[None]] = []
-        self._servers: list[HttpServer] = []
+        self.serving = Serving(self.settings)
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._leading = False
@@ -238,6 +206,12 @@ class Manager:
     def is_leader(self) -> bool:
         return self._leading
 
+    def may_act(self, duration: float = 0.0) -> bool:
+        """Fencing for side effects (see `LeaderElector.may_act`); always True without leader election."""
+        if self.elector is None:
+            return True
+        return self._leading and self.elector.may_act(duration)
+
     @property
     def workers_running(self) -> bool:
         return any(c.running for c in self.controllers)
@@ -271,23 +245,6 @@ class Manager:
         log.info("received %s; shutting down", sig.name)
         self.stop()
 
-    async def _until_stop(self, aw: Awaitable[Any], timeout: float | None = None) -> tuple[bool, Any]:
-        """Await `aw` unless a stop comes first; (True, result) if it finished."""
-        task = asyncio.ensure_future(aw)
-        stopper = asyncio.ensure_future(self._stop.wait())
-        try:
-            done, _ = await asyncio.wait(
-                {task, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            stopper.cancel()
-        if task in done:
-            return True, task.result()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-        return False, None
-
     async def _run(self) -> int:
         code = EXIT_OK
         hold: asyncio.Task[None] | None = None
@@ -296,7 +253,9 @@ class Manager:
             await self._start_http()
             for informer in self.informers:
                 informer.start()
-            finished, synced = await self._until_stop(self._wait_synced(), self.settings.cache_sync_timeout)
+            finished, synced = await until_event(
+                self._wait_synced(), self._stop, self.settings.cache_sync_timeout
+            )
             if self._stop.is_set():
                 return EXIT_OK
             if not finished or not synced:
@@ -309,7 +268,7 @@ class Manager:
             log.info("caches synced; ready")
             self._start_runnables(leader_only=False)
             if self.elector is not None:
-                acquired, _ = await self._until_stop(self.elector.acquire())
+                acquired, _ = await until_event(self.elector.acquire(), self._stop)
                 if not acquired:
                     return EXIT_OK
                 hold = asyncio.get_running_loop().create_task(self.elector.hold(), name="lease-renew")
@@ -363,12 +322,14 @@ class Manager:
         if lost:
             # Another replica may already lead: nothing guarded may keep running, no drain, no release.
             await asyncio.gather(*(c.abort() for c in self.controllers))
-            await self._cancel_runnables()
+            await cancel_all(self._runnable_tasks)
+            self._runnable_tasks = []
         else:
-            await self._drain_controllers(hold)
-            await self._cancel_runnables()
+            await drain(self.controllers, self.settings.graceful_shutdown_timeout, self._force, hold)
+            await cancel_all(self._runnable_tasks)
+            self._runnable_tasks = []
         for recorder in self.recorders:
-            await recorder.stop(timeout=0.0 if lost else 2.0)
+            await recorder.stop(timeout=0.0 if lost else EVENT_FLUSH_SECONDS)
         if hold is not None and not hold.done():
             hold.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -378,73 +339,14 @@ class Manager:
         self._leading = False
         for informer in self.informers:
             await informer.stop()
-        for server in self._servers:
-            await server.stop()
-        self._servers = []
+        await self.serving.stop()
         await self.loop_monitor.stop()
         await self.client.close()
         log.info("manager stopped")
 
-    async def _drain_controllers(self, hold: asyncio.Task[None] | None) -> None:
-        """Bounded drain; cut short by a second signal or by losing the lease meanwhile (we keep renewing
-        while draining, and if that fails a standby may start: nothing may keep running then)."""
-        if not self.controllers:
-            return
-        budget = self.settings.graceful_shutdown_timeout
-        drain: asyncio.Future[Any] = asyncio.ensure_future(
-            asyncio.gather(*(c.stop(budget) for c in self.controllers))
-        )
-        force: asyncio.Future[Any] = asyncio.ensure_future(self._force.wait())
-        waiters: set[asyncio.Future[Any]] = {drain, force}
-        if hold is not None:
-            waiters.add(hold)
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            force.cancel()
-        if not drain.done():
-            if hold is not None and hold.done():
-                log.error("leadership lost while draining; cancelling in-flight work")
-            await asyncio.gather(*(c.abort() for c in self.controllers))
-            drain.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await drain
-
-    async def _cancel_runnables(self) -> None:
-        for task in self._runnable_tasks:
-            task.cancel()
-        for task in self._runnable_tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._runnable_tasks = []
-
     async def _start_http(self) -> None:
-        s = self.settings
-        probe_app = web.Application()
-        add_probe_routes(probe_app, self.liveness, self.readiness)
-        auth = MetricsAuth(self._post) if s.metrics_secure else None
-        if s.metrics_enabled and s.metrics_port is None:
-            add_metrics_route(probe_app, self.registry, auth)
-        probes = HttpServer(probe_app, s.probe_host, s.probe_port, name="probes")
-        await probes.start()
-        self._servers.append(probes)
-        self.probe_port = probes.port
-        if s.metrics_enabled and s.metrics_port is not None:
-            metrics_app = web.Application()
-            add_metrics_route(metrics_app, self.registry, auth)
-            ssl_ctx = None
-            if s.metrics_cert_file and s.metrics_key_file:
-                ssl_ctx = tls_context(s.metrics_cert_file, s.metrics_key_file)
-            elif s.metrics_secure:
-                log.warning("secure metrics without a certificate: bearer tokens travel over plain HTTP")
-            server = HttpServer(
-                metrics_app, s.metrics_host, s.metrics_port, ssl_context=ssl_ctx, name="metrics"
-            )
-            await server.start()
-            self._servers.append(server)
-            self.metrics_port = server.port
-        elif s.metrics_enabled:
-            self.metrics_port = self.probe_port
+        await self.serving.start(self.liveness, self.readiness, self.registry, self._post)
+        self.probe_port, self.metrics_port = self.serving.probe_port, self.serving.metrics_port
 
     async def _post(self, path: str, body: JsonDict) -> JsonDict:
         return await self.client.create(path, body)

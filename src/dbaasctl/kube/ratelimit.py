@@ -4,25 +4,22 @@ A limiter answers "how long should this item wait before its next attempt?" (`wh
 per-item failures until `forget`. The controller default is the max of a per-item exponential backoff
 (5 ms doubling to 1000 s) and an overall token bucket (10 qps, burst 100) applied to retries only.
 
-The bucket works by *reservation*, like `golang.org/x/time/rate`'s `Reserve().Delay()`: every call debits
-one token even when it has to wait, so a storm of failures is spread out instead of all retrying at
-once. `aiolimiter` and friends only offer "await until admitted", hence the ~40 lines here. The same
-`TokenBucket` also serves as an awaitable limiter (`acquire`) for callers that want to throttle calls.
+The bucket is `dbaasctl.primitives.tokenbucket.TokenBucket`, used by *reservation*: every retry debits
+one token even when it has to wait, so a storm of failures is spread out instead of all retrying at once.
 
 All clocks are injectable monotonic functions, so the arithmetic is tested without sleeping.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from typing import Generic, Protocol, TypeVar
+
+from dbaasctl.primitives.tokenbucket import Clock, TokenBucket
 
 T = TypeVar("T", bound=Hashable)
 T_contra = TypeVar("T_contra", bound=Hashable, contravariant=True)
-
-Clock = Callable[[], float]
 
 
 class RateLimiter(Protocol[T_contra]):
@@ -60,58 +57,11 @@ class ItemExponentialFailureRateLimiter(Generic[T]):
         return self._failures.get(item, 0)
 
 
-class TokenBucket:
-    """Tokens accrue at `rate`/s up to `burst`; `reserve()` debits one and returns the wait (may go < 0)."""
-
-    def __init__(self, rate: float, burst: int, clock: Clock = time.monotonic) -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError("need rate > 0 and burst >= 1")
-        self.rate = rate
-        self.burst = burst
-        self._clock = clock
-        self._tokens = float(burst)
-        self._last = clock()
-
-    def _advance(self) -> float:
-        now = self._clock()
-        elapsed = max(0.0, now - self._last)
-        self._last = now
-        self._tokens = min(float(self.burst), self._tokens + elapsed * self.rate)
-        return now
-
-    def reserve(self) -> float:
-        self._advance()
-        self._tokens -= 1.0
-        if self._tokens >= 0:
-            return 0.0
-        return -self._tokens / self.rate
-
-    def try_take(self) -> bool:
-        """Debit a token only if one is available now (a filter, not a reservation)."""
-        self._advance()
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
-
-    def tokens(self) -> float:
-        """Current balance (negative while reservations are outstanding)."""
-        self._advance()
-        return self._tokens
-
-    async def acquire(self) -> float:
-        """Reserve a token and sleep until it is due; returns the time waited."""
-        delay = self.reserve()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        return delay
-
-
 class BucketRateLimiter(Generic[T]):
     """Overall limiter for retries of all items; keeps no per-item state."""
 
     def __init__(self, qps: float = 10.0, burst: int = 100, clock: Clock = time.monotonic) -> None:
-        self.bucket = TokenBucket(qps, burst, clock)
+        self.bucket = TokenBucket(qps, burst, clock=clock)
 
     def when(self, item: T) -> float:
         return self.bucket.reserve()

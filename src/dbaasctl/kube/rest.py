@@ -10,28 +10,28 @@ Configuration comes from `kube.config`; watch streams are `kube.watch.WatchStrea
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import os
+import ssl
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
 
 import aiohttp
 from prometheus_client import CollectorRegistry
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from dbaasctl.kube.api import Params, PatchType
+from dbaasctl.kube.auth import Authenticator
 from dbaasctl.kube.config import ClientConfig, load_config, ssl_context
-from dbaasctl.kube.errors import error_from_response
+from dbaasctl.kube.errors import ApiError, error_from_response
 from dbaasctl.kube.resources import JsonDict
 from dbaasctl.kube.watch import WatchStream
 from dbaasctl.observability import metrics as m
-from dbaasctl.observability.logging import register_secret, trace
+from dbaasctl.observability.logging import trace
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +42,26 @@ PATCH_CONTENT_TYPES: dict[str, str] = {
     "apply": "application/apply-patch+yaml",
 }
 
-#: How long a token read from a file is reused (client-go re-reads bound tokens every minute too).
-TOKEN_FILE_TTL = 60.0
 DEFAULT_TIMEOUT = 30.0
+#: Connections for ordinary requests; watches have their own, uncapped pool (one connection each).
+REQUEST_CONNECTIONS = 100
 # Objects are capped at ~1.5 MiB by etcd; a watch line is one object plus an envelope.
 READ_BUFSIZE = 2**21
+
+
+#: Without a Retry-After, a throttled request waits this long; a longer Retry-After is capped here.
+THROTTLE_DEFAULT_WAIT = 1.0
+THROTTLE_MAX_WAIT = 10.0
+
+
+def _is_throttled(exc: BaseException) -> bool:
+    return isinstance(exc, ApiError) and exc.is_too_many_requests
+
+
+def _retry_after_wait(state: RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome is not None else None
+    hint = exc.retry_after if isinstance(exc, ApiError) else None
+    return min(THROTTLE_DEFAULT_WAIT if hint is None else hint, THROTTLE_MAX_WAIT)
 
 
 class _RestMetrics:
@@ -100,23 +115,28 @@ class KubeClient:
         self.max_429_retries = max_429_retries
         self.registry = registry if registry is not None else m.default_registry()
         self._metrics = _RestMetrics(self.registry)
-        if config.token:
-            register_secret(config.token)
-        connector = aiohttp.TCPConnector(limit=100, ssl=ssl_context(config))
-        self._session = aiohttp.ClientSession(
-            connector=connector, read_bufsize=READ_BUFSIZE, timeout=aiohttp.ClientTimeout(total=None)
-        )
-        self._server_hostname = config.tls_server_name
-        self._token_cache: tuple[str, float] | None = None
-        # kubeconfig exec/gcp credentials expire; kubernetes-asyncio refreshes them in a loop that
-        # returns at once for every other auth type.
-        self._refresh_task: asyncio.Task[None] | None = None
-        if loader is not None and config.kube_configuration is not None:
-            from kubernetes_asyncio import config as kconfig
-
-            self._refresh_task = asyncio.get_running_loop().create_task(
-                kconfig.refresh_token(loader, config.kube_configuration), name="kube-token-refresh"
+        self.auth = Authenticator(config, loader)
+        if config.cert_file:
+            log.info(
+                "client certificate %s is loaded once: a rotated certificate needs a restart",
+                config.cert_file,
             )
+        tls = ssl_context(config)
+        # Two pools: a watch holds its connection for minutes, so watches on many namespaces would take
+        # every connection of a shared pool and leave lease renewals waiting until the lease lapses.
+        self._session = self._new_session(REQUEST_CONNECTIONS, tls)
+        self._watch_session = self._new_session(0, tls)
+        self._server_hostname = config.tls_server_name
+
+    @staticmethod
+    def _new_session(limit: int, tls: ssl.SSLContext | bool) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=limit, ssl=tls),
+            # HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as client-go honours them.
+            trust_env=True,
+            read_bufsize=READ_BUFSIZE,
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
 
     @classmethod
     async def from_config(
@@ -142,39 +162,14 @@ class KubeClient:
         await self.close()
 
     async def close(self) -> None:
-        if self._refresh_task is not None:
-            self._refresh_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._refresh_task
-            self._refresh_task = None
-        if not self._session.closed:
-            await self._session.close()
+        await self.auth.close()
+        for session in (self._session, self._watch_session):
+            if not session.closed:
+                await session.close()
 
     @property
     def closed(self) -> bool:
         return self._session.closed
-
-    async def _auth_headers(self) -> dict[str, str]:
-        if self.config.token:
-            return {"Authorization": f"Bearer {self.config.token}"}
-        if self.config.token_file:
-            return {"Authorization": f"Bearer {self._file_token()}"}
-        kc = self.config.kube_configuration
-        if kc is None:
-            return {}
-        value = await kc.get_api_key_with_prefix("BearerToken")
-        if value:
-            return {"Authorization": str(value)}
-        return {}
-
-    def _file_token(self) -> str:
-        now = time.monotonic()
-        if self._token_cache is None or now - self._token_cache[1] > TOKEN_FILE_TTL:
-            assert self.config.token_file is not None
-            token = Path(self.config.token_file).read_text(encoding="utf-8").strip()
-            register_secret(token)
-            self._token_cache = (token, now)
-        return self._token_cache[0]
 
     def _observe(self, method: str, code: str, started: float) -> None:
         self._metrics.requests.labels(code=code, method=method, host=self.host_label).inc()
@@ -188,8 +183,10 @@ class KubeClient:
         body: Any,
         content_type: str | None,
         timeout: aiohttp.ClientTimeout,
+        *,
+        session: aiohttp.ClientSession | None = None,
     ) -> aiohttp.ClientResponse:
-        headers = {"Accept": "application/json", **await self._auth_headers()}
+        headers = {"Accept": "application/json", **await self.auth.headers()}
         data: bytes | None = None
         if body is not None:
             data = json.dumps(body).encode()
@@ -198,8 +195,10 @@ class KubeClient:
         kwargs: dict[str, Any] = {}
         if self._server_hostname:
             kwargs["server_hostname"] = self._server_hostname
+        if self.config.proxy_url:
+            kwargs["proxy"] = self.config.proxy_url
         try:
-            resp = await self._session.request(
+            resp = await (session or self._session).request(
                 method,
                 self.base_url + path,
                 params=_encode_params(params),
@@ -231,22 +230,40 @@ class KubeClient:
         everything else is left to the caller, whose retry policy knows more.
         """
         client_timeout = aiohttp.ClientTimeout(total=timeout if timeout is not None else self.timeout)
-        attempt = 0
-        while True:
-            resp = await self._open(method, path, params, body, content_type, client_timeout)
-            async with resp:
-                if 200 <= resp.status < 300:
-                    raw = await resp.read()
-                    if not raw:
-                        return {}
-                    decoded = json.loads(raw)
-                    return decoded if isinstance(decoded, dict) else {"items": decoded}
-                err = await error_from_response(resp, method, path)
-            if err.is_too_many_requests and attempt < self.max_429_retries:
-                attempt += 1
-                await asyncio.sleep(min(err.retry_after if err.retry_after is not None else 1.0, 10.0))
-                continue
-            raise err
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_429_retries + 1),
+            retry=retry_if_exception(_is_throttled),
+            wait=_retry_after_wait,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._request_once(method, path, params, body, content_type, client_timeout)
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def _request_once(
+        self,
+        method: str,
+        path: str,
+        params: Params | None,
+        body: Any,
+        content_type: str | None,
+        timeout: aiohttp.ClientTimeout,
+        may_reauth: bool = True,
+    ) -> JsonDict:
+        resp = await self._open(method, path, params, body, content_type, timeout)
+        async with resp:
+            if 200 <= resp.status < 300:
+                raw = await resp.read()
+                if not raw:
+                    return {}
+                decoded = json.loads(raw)
+                return decoded if isinstance(decoded, dict) else {"items": decoded}
+            err = await error_from_response(resp, method, path)
+        if err.is_unauthorized and may_reauth and self.auth.rejected():
+            # A rotated token file: the one re-read now is the only other credential we could send.
+            return await self._request_once(method, path, params, body, content_type, timeout, False)
+        raise err
 
     # -- verbs ---------------------------------------------------------------------------------------
 
@@ -336,6 +353,6 @@ class KubeClient:
         query = [*_encode_params(params), ("watch", "true")]
 
         async def opener(timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
-            return await self._open("GET", path, query, None, None, timeout)
+            return await self._open("GET", path, query, None, None, timeout, session=self._watch_session)
 
         return WatchStream(opener, path, idle_timeout=idle_timeout, connect_timeout=connect_timeout)

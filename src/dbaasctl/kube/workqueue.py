@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-import time
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from dbaasctl.kube.ratelimit import RateLimiter, default_controller_rate_limiter
 from dbaasctl.observability import metrics as m
+from dbaasctl.primitives.clock import loop_time
 
 T = TypeVar("T", bound=Hashable)
 
@@ -125,7 +125,7 @@ class WorkQueue(Generic[T]):
             return
         self._metrics.adds.inc()
         self._dirty.add(item)
-        self._added_at[item] = time.monotonic()
+        self._added_at[item] = loop_time()
         if item in self._processing:
             return
         self._queue.append(item)
@@ -151,7 +151,7 @@ class WorkQueue(Generic[T]):
                     self._getters.remove(waiter)
         item = self._queue.popleft()
         self._metrics.depth.dec()
-        now = time.monotonic()
+        now = loop_time()
         added = self._added_at.pop(item, None)
         if added is not None:
             self._metrics.queue_latency.observe(now - added)
@@ -166,7 +166,7 @@ class WorkQueue(Generic[T]):
         self._processing.discard(item)
         started = self._started_at.pop(item, None)
         if started is not None:
-            self._metrics.work_duration.observe(time.monotonic() - started)
+            self._metrics.work_duration.observe(loop_time() - started)
         if item in self._dirty:
             self._queue.append(item)
             self._metrics.depth.inc()
@@ -308,10 +308,10 @@ class WorkQueue(Generic[T]):
     def _unfinished_seconds(self) -> float:
         if self._shutting_down:
             return 0.0
-        now = time.monotonic()
+        now = loop_time()
         return sum(now - t for t in self._started_at.values())
 
     def _longest_running_seconds(self) -> float:
         if self._shutting_down or not self._started_at:
             return 0.0
-        return time.monotonic() - min(self._started_at.values())
+        return loop_time() - min(self._started_at.values())

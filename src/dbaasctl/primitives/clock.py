@@ -1,12 +1,24 @@
-"""UTC time and the two RFC 3339 forms the Kubernetes API uses (Time and MicroTime).
+"""Clocks: UTC wall time in the two RFC 3339 forms the Kubernetes API uses (Time and MicroTime), and the
+monotonic clock that durations and deadlines are measured on.
 
 Every timestamp we write to the API server or to the DBMS comes from here, so they all agree on the
-zone (UTC, never local) and on the precision each field accepts.
+zone (UTC, never local) and on the precision each field accepts. Durations use the running event
+loop's clock, so timers, timeouts and measurements agree, and tests can run them on virtual time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
+import time
+
+
+def loop_time() -> float:
+    """The running loop's monotonic clock; `time.monotonic()` (the same clock) outside a loop."""
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return time.monotonic()
 
 
 def utc_now(*, whole_seconds: bool = False) -> _dt.datetime:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from dbaasctl.kube.api import KubeApi
-from dbaasctl.kube.cache.reflector import Backoff, Reflector, loop_time
+from dbaasctl.kube.cache.reflector import Backoff, Reflector
 from dbaasctl.kube.cache.source import ListWatch
 from dbaasctl.kube.cache.store import (
     NAMESPACE_INDEX,
@@ -28,6 +28,7 @@ from dbaasctl.kube.cache.store import (
     slim,
 )
 from dbaasctl.kube.resources import JsonDict, ResourceRef, object_key
+from dbaasctl.primitives.clock import loop_time
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,19 +31,12 @@ from dbaasctl.kube.cache.store import Delta, Store, Transform, relist_deltas, re
 from dbaasctl.kube.errors import ApiError, WatchIdleTimeout
 from dbaasctl.kube.resources import JsonDict, object_key
 from dbaasctl.observability.logging import trace
+from dbaasctl.primitives.clock import loop_time
 
 log = logging.getLogger(__name__)
 
 Notify = Callable[[Delta], None]
 _CONNECTION_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, ValueError)
-
-
-def loop_time() -> float:
-    """The running loop's clock (virtual under looptime), or the monotonic clock outside a loop."""
-    try:
-        return asyncio.get_running_loop().time()
-    except RuntimeError:
-        return time.monotonic()
 
 
 class Backoff:

@@ -1,4 +1,4 @@
-"""Token bucket timing with a fake clock: N operations at rate r and burst b start no sooner than allowed."""
+"""The shared token bucket with a fake clock: reservations, the spam filter, rate and burst bounds."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dbaasctl.dbms.limiter import TokenBucket
+from dbaasctl.primitives.tokenbucket import TokenBucket
 
 
 class FakeClock:
@@ -110,3 +110,64 @@ def test_cancelled_waiter_returns_its_token() -> None:
         return bucket.reserve()  # the cancelled reservation was handed back: next waits 1 s, not 2 s
 
     assert asyncio.run(main()) == pytest.approx(1.0)
+
+
+class SteppedClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_bucket_burst_then_reservations_spread_at_qps() -> None:
+    clock = SteppedClock()
+    bucket = TokenBucket(rate=10, burst=100, clock=clock)
+    assert [bucket.reserve() for _ in range(100)] == [0.0] * 100
+    # Reservations debit even while waiting: the 101st waits 0.1 s, the 1000th ~90 s.
+    waits = [bucket.reserve() for _ in range(900)]
+    assert waits[0] == pytest.approx(0.1)
+    assert waits[-1] == pytest.approx(90.0)
+    clock.advance(90.0)
+    assert bucket.tokens() == pytest.approx(0.0, abs=1e-9)
+    clock.advance(1000.0)  # refill stops at the burst size
+    assert bucket.tokens() == pytest.approx(100.0)
+
+
+def test_try_take_is_a_filter_not_a_reservation() -> None:
+    clock = SteppedClock()
+    bucket = TokenBucket(rate=1 / 300, burst=2, clock=clock)
+    assert bucket.try_take()
+    assert bucket.try_take()
+    assert not bucket.try_take()
+    assert bucket.tokens() == pytest.approx(0.0)  # the refusal did not go into debt
+    clock.advance(300)
+    assert bucket.try_take()
+
+
+@given(st.lists(st.floats(min_value=0.0, max_value=5.0), max_size=200))
+def test_bucket_never_admits_more_than_burst_plus_rate_times_elapsed(gaps: list[float]) -> None:
+    clock = SteppedClock()
+    bucket = TokenBucket(rate=10, burst=5, clock=clock)
+    start = clock.now
+    admitted_at: list[float] = []
+    for gap in gaps:
+        clock.advance(gap)
+        admitted_at.append(clock.now + bucket.reserve())
+    # Every prefix of admissions respects the bucket: k-th admission no earlier than (k - burst) / rate.
+    for k, t in enumerate(sorted(admitted_at), start=1):
+        assert t - start >= (k - 5) / 10 - 1e-9
+
+
+def test_rate_zero_is_unlimited_and_negative_values_are_rejected() -> None:
+    bucket = TokenBucket(0)
+    assert bucket.unlimited
+    assert [bucket.reserve() for _ in range(1000)] == [0.0] * 1000
+    assert bucket.try_take()
+    with pytest.raises(ValueError, match="negative"):
+        TokenBucket(-1)
+    with pytest.raises(ValueError, match="negative"):
+        TokenBucket(1, -1)

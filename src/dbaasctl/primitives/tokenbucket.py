@@ -1,8 +1,12 @@
-"""Token bucket for DBMS operations (rps, burst), with an injectable clock so tests need no real time.
+"""One token bucket for everything we throttle: work-queue retries, Event spam, DBMS operations.
 
-Reservation style (as golang.org/x/time/rate): each caller takes a token at once, possibly driving the
-balance negative, and sleeps exactly until its token exists. Waiters are served in arrival order without
-a lock, and a waiter that is cancelled hands its token back.
+Reservation style, like `golang.org/x/time/rate`'s `Reserve().Delay()`: `reserve()` debits one token at
+once, possibly driving the balance negative, and returns how long the caller must wait for it. A storm
+is spread out instead of all retrying at once, waiters are served in arrival order without a lock, and
+a waiter that is cancelled hands its token back. `aiolimiter` and friends only offer "await until
+admitted", which can express neither the work queue's "how long?" nor the cancel refund.
+
+Clock and sleep are injectable, so the arithmetic is tested without real time.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 class TokenBucket:
+    """Tokens accrue at `rate`/s up to `burst` (default: ceil(rate)); a rate of 0 means unlimited."""
+
     def __init__(
         self,
         rate: float,
@@ -41,7 +47,7 @@ class TokenBucket:
     def configure(self, rate: float, burst: int | None = None) -> None:
         """Change limits in place (config reload); the current balance is kept, capped to the new burst."""
         if rate < 0 or (burst is not None and burst < 0):
-            raise ValueError("rps and burst must not be negative")
+            raise ValueError("rate and burst must not be negative")
         self._advance()
         self.rate = float(rate)
         self.burst = max(1, burst if burst else math.ceil(rate))
@@ -66,8 +72,23 @@ class TokenBucket:
         if not self.unlimited:
             self._tokens = min(float(self.burst), self._tokens + 1.0)
 
+    def try_take(self) -> bool:
+        """Debit a token only if one is available now (a filter, not a reservation)."""
+        if self.unlimited:
+            return True
+        self._advance()
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+    def tokens(self) -> float:
+        """Current balance (negative while reservations are outstanding)."""
+        self._advance()
+        return self._tokens
+
     async def acquire(self) -> float:
-        """Wait for a token; returns the time waited."""
+        """Wait for a token; returns the time waited. Cancelled while waiting, the token goes back."""
         delay = self.reserve()
         if delay > 0:
             try:
