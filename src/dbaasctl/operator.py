@@ -139,6 +139,7 @@ class Operator:
                 recorder=self.recorder,
                 state=self.state,
                 metrics=DatabaseMetrics(mgr.registry),
+                may_act=mgr.may_act,
             )
         )
         self.config_reconciler = ConfigReconciler(

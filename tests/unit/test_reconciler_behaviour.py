@@ -205,3 +205,22 @@ async def test_secret_is_stamped_with_its_credential_generation() -> None:
     assert secret is not None
     assert secret["metadata"]["annotations"]["dbaasctl.io/credential-generation"] == "1"
     assert (h.db() or {})["status"]["credentialGeneration"] == 1
+
+
+async def test_no_procedure_call_without_a_lease_that_outlasts_it() -> None:
+    h = Harness()
+    await h.start()
+    asked: list[float] = []
+
+    def may_act(duration: float) -> bool:
+        asked.append(duration)
+        return False
+
+    h.reconciler.d.may_act = may_act
+    h.create_database()
+    assert await h.reconcile() == Result(requeue_after=1.0)
+    assert not h.dbms.calls
+    assert asked == [30.0]  # the endpoint's operation timeout
+    h.reconciler.d.may_act = lambda _: True
+    await h.converge()
+    assert [c.operation for c in h.dbms.calls] == ["create"]

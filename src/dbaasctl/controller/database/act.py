@@ -91,7 +91,19 @@ async def fence_intent(c: Ctx, name: Literal["create", "rotate"]) -> None:
     p.adopt(fresh)
 
 
+def fenced(c: Ctx, plan: Plan) -> Exit | None:
+    """Leader fencing: no call starts unless our lease outlasts it (a stalled leader whose lease lapsed
+    would otherwise call procedures alongside its successor). Not an error: come back shortly."""
+    spec = c.d.registry.spec(plan.endpoint)
+    if c.d.may_act(spec.operation_timeout if spec is not None else 30.0):
+        return None
+    log.info("%s: not calling a procedure: the leader lease may expire first", c.p.key)
+    return Exit(Result(requeue_after=1.0))
+
+
 async def create(c: Ctx, plan: Plan) -> Exit | None:
+    if (stop := fenced(c, plan)) is not None:
+        return stop
     await fence_intent(c, "create")
     result = await call(c.d.registry, c.d.metrics, c.p.key, plan, "create", [])
     if isinstance(result, CallFailed):
@@ -107,6 +119,8 @@ async def create(c: Ctx, plan: Plan) -> Exit | None:
 async def rotate(c: Ctx, plan: Plan, why: tuple[str, ...], *, usable_before: bool) -> Exit | None:
     """`usable_before`: the Secret held working credentials when the pass decided to rotate."""
     p = c.p
+    if (stop := fenced(c, plan)) is not None:
+        return stop
     await fence_intent(c, "rotate")
     text = "; ".join(why)
     log.debug("%s: rotating credentials: %s", p.key, text, extra={"database": p.key})
@@ -185,6 +199,8 @@ async def store(c: Ctx, plan: Plan, held: Held) -> Exit | None:
 
 async def delete(c: Ctx, plan: Plan) -> Exit | None:
     p = c.p
+    if (stop := fenced(c, plan)) is not None:
+        return stop
     fresh = await c.w.get_database(p.namespace, p.name)  # fence: never act on a stale deletionPolicy
     if fresh["metadata"].get("resourceVersion") != p.raw["metadata"].get("resourceVersion"):
         p.adopt(fresh)

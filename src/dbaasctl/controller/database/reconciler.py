@@ -85,6 +85,8 @@ class Dependencies:
     clock: Callable[[], datetime] = _utcnow
     field_manager: str = "dbaasctl"
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    #: Leader fencing: may a side effect that takes up to this many seconds start now?
+    may_act: Callable[[float], bool] = lambda _duration: True
 
 
 class DatabaseReconciler:
