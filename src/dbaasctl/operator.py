@@ -7,7 +7,7 @@ What is watched, and what each change wakes up:
 | Databases (all or --watch-namespaces)                 | that Database (status-only updates are our own: skip) |
 | Secrets labelled managed-by=dbaasctl (same scope)     | the owning Database                                   |
 | DatabaseClasses (cluster)                             | the config (driver), Databases on its endpoints       |
-| Namespaces (cluster; labels for allowedNamespaces)    | Databases in that namespace, when labels change       |
+| Namespaces (cluster; labels for allowedNamespaces)    | Databases in that namespace: added, labels changed    |
 | the OperatorConfig --config-name (operator namespace) | the config                                            |
 | Secrets in the operator namespace (DSNs)              | the config, when a referenced one changes             |
 | endpoint health (registry listener)                   | the config (status); Databases on an endpoint now up  |
@@ -139,6 +139,7 @@ class Operator:
                 recorder=self.recorder,
                 state=self.state,
                 metrics=DatabaseMetrics(mgr.registry),
+                may_act=mgr.may_act,
             )
         )
         self.config_reconciler = ConfigReconciler(
@@ -240,7 +241,12 @@ class Operator:
                 for key in self._database_keys(NAMESPACE_INDEX, (new.get("metadata") or {}).get("name", "")):
                     enqueue_db(key)
 
-        self.namespaces.add_handlers(on_update=namespace_updated)
+        def namespace_added(obj: JsonDict) -> None:
+            # Databases admitted against a namespace not yet in the cache wait for it (never fail-open).
+            for key in self._database_keys(NAMESPACE_INDEX, (obj.get("metadata") or {}).get("name", "")):
+                enqueue_db(key)
+
+        self.namespaces.add_handlers(on_add=namespace_added, on_update=namespace_updated)
         self.configs.add_handlers(
             on_add=self._enqueue_config, on_update=self._enqueue_config, on_delete=self._enqueue_config
         )

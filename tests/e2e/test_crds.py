@@ -116,21 +116,45 @@ def test_params_and_secret_name_bounds(crds: Path, kubectl: Kubectl, namespace: 
     )
 
 
+IMMUTABLE = "spec.endpoint and spec.params are immutable once the create procedure was called"
+
+
+def _mark(kubectl: Kubectl, namespace: str, name: str, status: dict[str, Any]) -> None:
+    """Write status as the operator would (the CEL rule reads the stored status)."""
+    kubectl("patch", "db", name, "-n", namespace, "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": status}))  # fmt: skip
+
+
+def test_endpoint_and_params_editable_until_create_is_called(
+    crds: Path, kubectl: Kubectl, namespace: str
+) -> None:
+    typo = {"endpoint": "pg-ue", "params": {"size": "1O"}}
+    accepted(kubectl, namespace, manifest(DB, "typo", typo))
+    accepted(kubectl, namespace, manifest(DB, "typo", {"endpoint": "pg-eu", "params": {"size": "10"}}))
+    _mark(
+        kubectl,
+        namespace,
+        "typo",
+        {"pendingOperation": {"name": "create", "startedAt": "2026-01-01T00:00:00Z"}},
+    )
+    rejected(
+        kubectl, namespace, manifest(DB, "typo", {"endpoint": "pg-us", "params": {"size": "10"}}), IMMUTABLE
+    )
+    _mark(kubectl, namespace, "typo", {"pendingOperation": None})  # the call failed without effect
+    accepted(kubectl, namespace, manifest(DB, "typo", {"endpoint": "pg-us", "params": {"size": "10"}}))
+
+
 def test_immutable_fields(crds: Path, kubectl: Kubectl, namespace: str) -> None:
     spec = {"endpoint": "pg-eu", "params": {"size": "10"}}
     accepted(kubectl, namespace, manifest(DB, "imm", spec))
-    rejected(kubectl, namespace, manifest(DB, "imm", {**spec, "endpoint": "pg-us"}),
-             "spec.endpoint is immutable: the database already exists on that endpoint")  # fmt: skip
+    _mark(kubectl, namespace, "imm", {"provisionedAt": "2026-01-01T00:00:00Z"})
+    rejected(kubectl, namespace, manifest(DB, "imm", {**spec, "endpoint": "pg-us"}), IMMUTABLE)
+    rejected(kubectl, namespace, manifest(DB, "imm", {**spec, "params": {"size": "11"}}), IMMUTABLE)
     rejected(
-        kubectl,
-        namespace,
-        manifest(DB, "imm", {**spec, "params": {"size": "11"}}),
-        "spec.params is immutable",
+        kubectl, namespace, manifest(DB, "imm", {**spec, "params": {"size": "10", "extra": "x"}}), IMMUTABLE
     )
-    rejected(kubectl, namespace, manifest(DB, "imm", {**spec, "params": {"size": "10", "extra": "x"}}),
-             "spec.params is immutable")  # fmt: skip
     no_params = {"endpoint": "pg-eu"}
-    rejected(kubectl, namespace, manifest(DB, "imm", no_params), "spec.params is immutable")
+    rejected(kubectl, namespace, manifest(DB, "imm", no_params), IMMUTABLE)
     rejected(kubectl, namespace, manifest(DB, "imm", {**spec, "secretName": "other"}),
              "spec.secretName is immutable: the credentials already live in that Secret")  # fmt: skip
     # Spelling out the default secret name changes nothing, so it is allowed.

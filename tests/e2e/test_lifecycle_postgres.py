@@ -554,7 +554,7 @@ def test_template_error_then_class_fixed(env: Env) -> None:
     env.obs.wait_db(ns, "templated", "True")
 
 
-def test_secret_format_error_after_create_is_repaired_by_rotation_not_create(env: Env) -> None:
+def test_secret_format_error_after_create_is_repaired_without_a_second_call(env: Env) -> None:
     ns = env.apps[1]
     creates = env.operator.metric(
         "dbaasctl_dbms_operations_total", {"endpoint": "pg-badfmt", "operation": "create"}
@@ -565,7 +565,8 @@ def test_secret_format_error_after_create_is_repaired_by_rotation_not_create(env
     assert db["status"]["provisionedAt"]  # the database exists: create is done for good
     assert env.obs.secret(ns, "badfmt-credentials") is None
     apply(env.kube, postgres_class(f"pg-badfmt-{env.suffix}"))  # the DBA fixes the class
-    db = env.obs.wait_db(ns, "badfmt", "True", "Rotated")
+    # The operator kept the credentials create issued and writes them once the class renders: no rotate.
+    db = env.obs.wait_db(ns, "badfmt", "True", "Provisioned")
     assert can_login(env.creds(ns, "badfmt-credentials"))
     after = env.operator.metric(
         "dbaasctl_dbms_operations_total", {"endpoint": "pg-badfmt", "operation": "create"}

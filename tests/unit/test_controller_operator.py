@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from dbaasctl.controller.database import DatabaseMetrics, Failure
-from dbaasctl.kube.controller import already_reported
+from dbaasctl.controller.database import DatabaseMetrics
 from dbaasctl.observability.metrics import sample_value
 from dbaasctl.operator import _endpoint_index, _owner_database, _without_status
 
@@ -79,9 +78,3 @@ def test_not_ready_gauge_counts_by_reason_and_forgets() -> None:
         )
         == 0
     )
-
-
-def test_reconcile_failures_are_known_to_the_kit_as_already_reported() -> None:
-    # The status and an Event carry them; the workers log them without a traceback.
-    assert already_reported(Failure("ProcedureFailed: quota"))
-    assert not already_reported(RuntimeError("bug"))

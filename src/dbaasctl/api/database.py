@@ -19,6 +19,7 @@ __all__ = [
     "FINALIZER",
     "GROUP",
     "KIND",
+    "LEGACY_ROTATE_ANNOTATION",
     "PLURAL",
     "ROTATE_ANNOTATION",
     "VERSION",
@@ -26,6 +27,7 @@ __all__ = [
     "DatabaseSpec",
     "DatabaseStatus",
     "DeletionPolicy",
+    "PendingOperation",
 ]
 
 GROUP = "dbaasctl.io"
@@ -35,6 +37,8 @@ KIND = "Database"
 PLURAL = "databases"
 #: Setting this annotation asks for a credential rotation; see DatabaseStatus.rotation_token.
 ROTATE_ANNOTATION = "dbaasctl.io/rotate"
+#: The reference operator's rotate annotation, honoured as an alias of ROTATE_ANNOTATION.
+LEGACY_ROTATE_ANNOTATION = "dbaas.bedag.ch/rotate"
 FINALIZER = "dbaasctl.io/finalizer"
 
 DeletionPolicy = Literal["Delete", "Retain"]
@@ -53,6 +57,15 @@ class DatabaseSpec(ApiModel):
     secret_name: str | None = None
 
 
+class PendingOperation(ApiModel):
+    """A procedure call that was started and whose outcome is not recorded yet (the intent marker)."""
+
+    name: Literal["create", "rotate"]
+    started_at: Timestamp
+    #: The rotate annotation value this call honours; recorded as status.rotationToken with its outcome.
+    rotation_token: str | None = None
+
+
 class DatabaseStatus(ApiModel):
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
@@ -64,6 +77,11 @@ class DatabaseStatus(ApiModel):
     #: a new value means "rotate again", the same value means "already done".
     rotation_token: str | None = None
     credential_generation: int | None = None
+    #: Written (with a resourceVersion precondition) right before create or rotate is called, cleared
+    #: when the outcome is recorded; while set, spec.endpoint and spec.params are immutable.
+    pending_operation: PendingOperation | None = None
+    #: When the delete procedure succeeded; from then on only the Secret and the finalizer are removed.
+    deleted_at: Timestamp | None = None
 
 
 class Database(ApiModel):

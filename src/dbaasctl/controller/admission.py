@@ -198,7 +198,14 @@ class Admission:
                 f"DatabaseClass {binding.class_name} (bound to endpoint {binding.endpoint}) does not exist",
             )
         klass = self._classes.get(binding.class_name, raw_class)
-        if strict and not binding.allows(namespace, self._namespace_labels(namespace)):
+        if strict and self._needs_labels(binding, namespace):
+            labels = self._namespace_labels(namespace)
+            if labels is None:
+                # A cache miss is not an empty label set: NotIn / DoesNotExist would admit it.
+                raise NotReadyError(f"namespace {namespace} is not in the operator's cache yet")
+        else:
+            labels = None
+        if strict and not binding.allows(namespace, labels):
             raise AdmissionError(
                 reasons.NAMESPACE_NOT_ALLOWED,
                 f"endpoint {binding.endpoint} does not allow Databases in namespace {namespace}",
@@ -230,6 +237,16 @@ class Admission:
             context=context,
             endpoint_host=binding.host,
             endpoint_port=binding.port,
+        )
+
+    def _needs_labels(self, binding: Binding, namespace: str) -> bool:
+        """Does the endpoint's namespace rule depend on the namespace's labels?"""
+        rule = binding.spec.allowed_namespaces
+        return (
+            self._get_namespace is not None
+            and rule is not None
+            and rule.selector is not None
+            and namespace not in rule.names
         )
 
     def _namespace_labels(self, namespace: str) -> Mapping[str, str] | None:

@@ -61,6 +61,7 @@ ROTATE_FAILED = "RotateFailed"
 DELETE_FAILED = "DeleteFailed"
 SECRET_TEMPLATE_ERROR = "SecretTemplateError"
 SECRET_WRITE_FAILED = "SecretWriteFailed"
+LEGACY_ANNOTATION = "LegacyAnnotation"
 
 CATALOGUE: tuple[Reason, ...] = (
     Reason(
@@ -88,7 +89,12 @@ CATALOGUE: tuple[Reason, ...] = (
         None,
         "Our labels were missing from our Secret (owner reference intact) and were put back; data untouched.",
     ),
-    Reason(DELETED, "Normal", None, "The delete procedure succeeded; the Secret is removed next."),
+    Reason(
+        DELETED,
+        "Normal",
+        "False",
+        "The delete procedure succeeded; the Secret is removed and the finalizer dropped next.",
+    ),
     Reason(
         RETAINED,
         "Normal",
@@ -168,8 +174,10 @@ CATALOGUE: tuple[Reason, ...] = (
         ROTATE_FAILED,
         "Warning",
         "True",
-        "The rotate procedure failed. Ready stays True while the Secret still holds the previous, working "
-        "credentials (False if it is gone); the database is never re-created. Retried with backoff.",
+        "The rotate procedure failed. Ready stays True when the DBMS answered with an error (the Secret "
+        "still holds the previous, working credentials), is Unknown when the call's outcome is unknown "
+        "(timeout, broken connection: the password may have changed), False when the Secret is gone. "
+        "The database is never re-created. Retried with backoff.",
     ),
     Reason(
         DELETE_FAILED,
@@ -188,8 +196,17 @@ CATALOGUE: tuple[Reason, ...] = (
     Reason(
         SECRET_WRITE_FAILED,
         "Warning",
+        "False",
+        "The DBMS issued credentials but the Secret could not be written (API server unreachable, RBAC, "
+        "quota). The operator keeps them in memory and writes them before anything else; only if it "
+        "restarted meanwhile does it rotate to obtain fresh ones. Never a second create.",
+    ),
+    Reason(
+        LEGACY_ANNOTATION,
+        "Normal",
         None,
-        "The API server refused to write the Secret (RBAC, quota, validation); retried with backoff.",
+        "The reference operator's annotation dbaas.bedag.ch/rotate was honoured; use dbaasctl.io/rotate "
+        "(emitted once per Database and operator run).",
     ),
 )
 
@@ -219,8 +236,10 @@ def render_markdown() -> str:
         "operator's log has the full error, with secrets masked.",
         "",
         "Ready semantics: `True` means the database exists and the Secret holds working credentials.",
-        "`status.provisionedAt` (not `Ready`) decides whether the create procedure runs, so a failed",
-        "rotation or a lost Secret never leads to a second create.",
+        "`status.provisionedAt` and `status.pendingOperation` (not `Ready`) decide whether the create",
+        "procedure runs, so a failed rotation, a lost Secret or a call whose outcome is unknown never leads",
+        "to a second create. Every condition carries the `metadata.generation` it was written for, so",
+        "`kubectl wait --for=condition=Ready` works after any spec change.",
         "",
         "| Reason | Event | Ready | Meaning |",
         "|---|---|---|---|",
@@ -233,7 +252,9 @@ def render_markdown() -> str:
         "",
         "## Rotation",
         "",
-        "Credentials are rotated by the class's `rotate` procedure (never by a second `create`) when:",
+        "Credentials are rotated by the class's `rotate` procedure (never by a second `create`) when (the",
+        "reference operator's annotation `dbaas.bedag.ch/rotate` is honoured like `dbaasctl.io/rotate`, with a",
+        "one-time `LegacyAnnotation` Event):",
         "",
         '- the annotation `dbaasctl.io/rotate` is `"true"` (or empty, as the reference operator accepted):',
         "  rotate, then the operator removes the annotation;",

@@ -27,6 +27,7 @@ from urllib.parse import quote
 __all__ = [
     "CHECKSUM_ANNOTATION",
     "DATABASE_LABEL",
+    "GENERATION_ANNOTATION",
     "KEYS_ANNOTATION",
     "MANAGED_BY",
     "MANAGED_BY_LABEL",
@@ -40,6 +41,7 @@ __all__ = [
     "metadata_repair_patch",
     "owner_reference",
     "release_patch",
+    "secret_generation",
     "write_patch",
 ]
 
@@ -48,6 +50,9 @@ MANAGED_BY = "dbaasctl"
 DATABASE_LABEL = "dbaasctl.io/database"
 CHECKSUM_ANNOTATION = "dbaasctl.io/data-checksum"
 KEYS_ANNOTATION = "dbaasctl.io/data-keys"
+#: The credential generation the Secret holds: durable evidence that a create or rotate happened even
+#: when recording it in the Database's status failed (see controller/database).
+GENERATION_ANNOTATION = "dbaasctl.io/credential-generation"
 _SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
 #: The label selector of the operator's Secret informer.
 SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
@@ -101,7 +106,16 @@ def decode_data(secret: Mapping[str, Any]) -> dict[str, str | None]:
     return out
 
 
-def build_secret(db: Mapping[str, Any], name: str, data: Mapping[str, str]) -> dict[str, Any]:
+def _annotations(data: Mapping[str, str], generation: int | None) -> dict[str, str]:
+    out = {CHECKSUM_ANNOTATION: checksum(data), KEYS_ANNOTATION: ",".join(sorted(data))}
+    if generation is not None:
+        out[GENERATION_ANNOTATION] = str(generation)
+    return out
+
+
+def build_secret(
+    db: Mapping[str, Any], name: str, data: Mapping[str, str], generation: int | None = None
+) -> dict[str, Any]:
     """A new Secret owned by the Database."""
     meta = db["metadata"]
     return {
@@ -112,14 +126,19 @@ def build_secret(db: Mapping[str, Any], name: str, data: Mapping[str, str]) -> d
             "name": name,
             "namespace": meta["namespace"],
             "labels": _labels(meta["name"]),
-            "annotations": {CHECKSUM_ANNOTATION: checksum(data), KEYS_ANNOTATION: ",".join(sorted(data))},
+            "annotations": _annotations(data, generation),
             "ownerReferences": [owner_reference(db)],
         },
         "data": _encode(data),
     }
 
 
-def write_patch(secret: Mapping[str, Any], db: Mapping[str, Any], data: Mapping[str, str]) -> dict[str, Any]:
+def write_patch(
+    secret: Mapping[str, Any],
+    db: Mapping[str, Any],
+    data: Mapping[str, str],
+    generation: int | None = None,
+) -> dict[str, Any]:
     """Merge patch replacing our keys' data on an existing Secret of ours.
 
     It carries the resourceVersion we read, so a concurrent edit makes the write fail with 409 and the
@@ -137,7 +156,7 @@ def write_patch(secret: Mapping[str, Any], db: Mapping[str, Any], data: Mapping[
         "metadata": {
             "resourceVersion": meta["resourceVersion"],
             "labels": _labels(db["metadata"]["name"]),
-            "annotations": {CHECKSUM_ANNOTATION: checksum(data), KEYS_ANNOTATION: ",".join(sorted(data))},
+            "annotations": _annotations(data, generation),
         },
         "data": body_data,
     }
@@ -170,7 +189,9 @@ def release_patch(secret: Mapping[str, Any], db_uid: str) -> dict[str, Any] | No
     if labels:
         body["labels"] = labels
     annotations = {
-        k: None for k in (CHECKSUM_ANNOTATION, KEYS_ANNOTATION) if k in (meta.get("annotations") or {})
+        k: None
+        for k in (CHECKSUM_ANNOTATION, KEYS_ANNOTATION, GENERATION_ANNOTATION)
+        if k in (meta.get("annotations") or {})
     }
     if annotations:
         body["annotations"] = annotations
@@ -193,6 +214,16 @@ class SecretState:
     owned: bool  # controller ownerReference with this Database's uid
     drifted: bool  # owned, but our keys' data differs from what we last wrote (or bookkeeping is gone)
     needs_metadata_repair: bool  # owned, data fine, but our labels are missing or wrong
+    generation: int | None = None  # GENERATION_ANNOTATION of an owned Secret, None when absent
+
+
+def secret_generation(secret: Mapping[str, Any] | None) -> int | None:
+    annotations = ((secret or {}).get("metadata") or {}).get("annotations") or {}
+    text = annotations.get(GENERATION_ANNOTATION)
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
 
 
 def inspect_secret(secret: Mapping[str, Any] | None, db: Mapping[str, Any]) -> SecretState:
@@ -217,7 +248,13 @@ def inspect_secret(secret: Mapping[str, Any] | None, db: Mapping[str, Any]) -> S
     if not drifted:
         drifted = checksum(ours) != annotations[CHECKSUM_ANNOTATION]
     repair = metadata_repair_patch(secret, db) is not None
-    return SecretState(exists=True, owned=True, drifted=drifted, needs_metadata_repair=repair)
+    return SecretState(
+        exists=True,
+        owned=True,
+        drifted=drifted,
+        needs_metadata_repair=repair,
+        generation=secret_generation(secret),
+    )
 
 
 # --- the default format: Service Binding ----------------------------------------------------------

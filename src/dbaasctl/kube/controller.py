@@ -8,6 +8,7 @@
 | returns `Result(requeue_after=t)`  | `forget`, then `add_after(t)`   | `requeue_after` |
 | returns `Result(requeue=True)`     | `add_rate_limited`              | `requeue`       |
 | returns None / `Result()`          | `forget`                        | `success`       |
+| returns `Result(failed=True, ...)` | as above; neither: `forget`     | `error`         |
 
 An exception is logged with its key and counted; it never ends a worker. An unexpected one is logged at
 ERROR with its traceback. One the reconciler raised on purpose after reporting it (status, Event), a
@@ -43,6 +44,10 @@ class Result:
 
     requeue_after: float | None = None
     requeue: bool = False
+    #: The pass failed, and the reconciler already made it visible (status, Event): counted as an error
+    #: like an exception, without one. With neither requeue nor requeue_after it is terminal (forget):
+    #: only a change to an input brings the key back.
+    failed: bool = False
 
 
 class TerminalError(Exception):
@@ -304,6 +309,17 @@ class Controller:
             )
 
     def _on_result(self, key: str, result: Result | None) -> None:
+        if result is not None and result.failed:
+            self._count_error()
+            if result.requeue_after is not None and result.requeue_after > 0:
+                self.queue.forget(key)
+                self.queue.add_after(key, result.requeue_after)
+            elif result.requeue:
+                self.queue.add_rate_limited(key)
+            else:
+                self._metrics.terminal.inc()
+                self.queue.forget(key)
+            return
         if result is not None and result.requeue_after is not None and result.requeue_after > 0:
             self.queue.forget(key)
             self.queue.add_after(key, result.requeue_after)

@@ -1,0 +1,190 @@
+"""What one pass observed, and the one step `decide` picks from it.
+
+Plain frozen dataclasses: `decide` is a pure function of an `Observed` and returns a `Step`, so the
+table tests can build both by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from dbaasctl.api.database import DatabaseStatus, DeletionPolicy
+from dbaasctl.controller.admission import AdmissionError, Plan
+
+__all__ = [
+    "Adopt",
+    "Blocked",
+    "Create",
+    "Delete",
+    "Held",
+    "NotReady",
+    "Nothing",
+    "Observed",
+    "Release",
+    "RemoveAnnotation",
+    "RepairLabels",
+    "RepairSecret",
+    "Rotate",
+    "SecretView",
+    "Step",
+    "Wait",
+]
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+@dataclass(frozen=True)
+class NotReady:
+    """The operator's own view is catching up (an endpoint being opened); not the user's problem."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class SecretView:
+    """The Secret at the target name, as far as decide needs it."""
+
+    exists: bool = False
+    owned: bool = False
+    drifted: bool = False
+    labels_wrong: bool = False
+    #: The credential generation stamped on it when we wrote it; None for a Secret written before
+    #: generations were stamped (taken to hold what status says).
+    generation: int | None = None
+
+
+@dataclass(frozen=True)
+class Held:
+    """Credentials the DBMS issued that are not in the Secret yet, kept in memory until they are."""
+
+    operation: Literal["create", "rotate"]
+    generation: int
+    result: dict[str, str] = field(repr=False)
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Observed:
+    key: str
+    generation: int | None
+    deleting: bool
+    finalizer: bool
+    deletion_policy: DeletionPolicy
+    status: DatabaseStatus
+    secret_name: str
+    secret: SecretView
+    #: The rotate annotation's value (either spelling), None when absent.
+    rotate_annotation: str | None
+    admission: Plan | AdmissionError | NotReady
+    held: Held | None
+    now: datetime
+
+    @property
+    def plan(self) -> Plan | None:
+        return self.admission if isinstance(self.admission, Plan) else None
+
+    @property
+    def interval(self) -> timedelta | None:
+        plan = self.plan
+        if plan is None or plan.klass.rotation is None:
+            return None
+        return plan.klass.rotation.interval or None
+
+
+# -- steps ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Create:
+    plan: Plan
+
+
+@dataclass(frozen=True)
+class Rotate:
+    plan: Plan
+    why: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RepairSecret:
+    """Write credentials held in memory (issued by the DBMS, not yet stored) to the Secret."""
+
+    plan: Plan
+    held: Held
+
+
+@dataclass(frozen=True)
+class Adopt:
+    """The Secret holds a credential generation status has not recorded: record it, call nothing."""
+
+    generation: int
+    operation: Literal["create", "rotate"]
+
+
+@dataclass(frozen=True)
+class RepairLabels:
+    pass
+
+
+@dataclass(frozen=True)
+class RemoveAnnotation:
+    """The rotate annotation "true" was honoured (status.rotationToken says so); take it off."""
+
+    annotation_value: str
+
+
+@dataclass(frozen=True)
+class Delete:
+    plan: Plan
+
+
+@dataclass(frozen=True)
+class Release:
+    """Let the object go: Retain releases the Secret, Delete removes it (the procedure already ran)."""
+
+    retain: bool
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """Nothing can be done until something changes; reported as the Ready condition (and an Event).
+
+    `error`: count the pass as a failed reconcile; `retry_after`: come back then (None: only a change
+    to an input brings us back).
+    """
+
+    reason: str
+    message: str
+    ready: ConditionStatus = "False"
+    error: bool = True
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class Wait:
+    """All is well until `seconds` from now (the next scheduled rotation), or the view catches up."""
+
+    seconds: float
+    quiet: bool = False  # True: the operator's own view is catching up; leave the status alone
+
+
+@dataclass(frozen=True)
+class Nothing:
+    """Nothing to do: the Database is gone, or all is well with no scheduled work."""
+
+
+Step = (
+    Create
+    | Rotate
+    | RepairSecret
+    | Adopt
+    | RepairLabels
+    | RemoveAnnotation
+    | Delete
+    | Release
+    | Blocked
+    | Wait
+    | Nothing
+)

@@ -1,0 +1,147 @@
+"""A Hypothesis state machine over random interleavings of user edits, rotations, Secret deletions,
+Database deletion, API and DBMS failures and operator crashes, with reconcile passes in between.
+
+After every step: Ready=True only while the Secret holds what the DBMS accepts, create never repeated.
+At the end, with the faults gone: the operator converges and nothing is orphaned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from reconciler_fakes import CRASH, KINDS, RESET, TIMEOUT_APPLIED, Fault
+from reconciler_harness import NS, Harness
+
+from dbaasctl.controller.database import DATABASES
+from dbaasctl.kube.resources import SECRETS
+
+T = TypeVar("T")
+API_POINTS = (
+    "get secrets",
+    "create secrets",
+    "patch secrets",
+    "patch databases finalizers",
+    "patch databases annotations",
+    "patch databases/status",
+    "get databases",
+    "delete secrets",
+)
+
+
+class Lifecycle(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.h: Harness = self.run(self._harness())
+        self.tokens = 0
+        self.rotate_intents = 0  # annotation values, "true", Secret deletions or edits
+        self.risky = 0  # faults that may destroy issued credentials (each may cost one more rotate)
+        self.deleted = False
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(coro)
+
+    @staticmethod
+    async def _harness() -> Harness:
+        h = Harness()
+        await h.start()
+        h.create_database()
+        return h
+
+    def teardown(self) -> None:
+        try:
+            if not self.deleted or self.h.db() is not None:
+                self._converged()
+        finally:
+            self.loop.close()
+
+    # -- the world -------------------------------------------------------------------------------
+    @precondition(lambda self: not self.deleted)
+    @rule(n=st.integers(0, 3))
+    def user_edits_labels(self, n: int) -> None:
+        self.run(self.h.edit({"metadata": {"labels": {"app": f"v{n}"}}}))
+
+    @precondition(lambda self: not self.deleted)
+    @rule(true=st.booleans())
+    def user_asks_for_rotation(self, true: bool) -> None:
+        self.tokens += 1
+        value = "true" if true else f"t{self.tokens}"
+        self.run(self.h.edit({"metadata": {"annotations": {"dbaasctl.io/rotate": value}}}))
+        self.rotate_intents += 1
+
+    @precondition(lambda self: not self.deleted)
+    @rule()
+    def user_deletes_the_secret(self) -> None:
+        if self.h.kube.read(SECRETS, NS, "orders-credentials") is not None:
+            self.run(self.h.kube.delete(SECRETS.path(NS, "orders-credentials")))
+            self.rotate_intents += 1
+
+    @precondition(lambda self: not self.deleted)
+    @rule()
+    def user_deletes_the_database(self) -> None:
+        self.run(self.h.kube.delete(DATABASES.path(NS, "orders")))
+        self.deleted = True
+
+    @rule(point=st.sampled_from(API_POINTS), kind=st.sampled_from(KINDS))
+    def api_fails(self, point: str, kind: str) -> None:
+        self.h.api.faults.append(Fault(point, kind))
+        self.risky += kind == CRASH
+
+    @rule(op=st.sampled_from(("create", "rotate", "delete")), kind=st.sampled_from(KINDS))
+    def dbms_fails(self, op: str, kind: str) -> None:
+        self.h.dbms.faults.append((op, kind))
+        self.risky += kind in (CRASH, TIMEOUT_APPLIED, RESET)
+
+    @rule(passes=st.integers(1, 3))
+    def operator_works(self, passes: int) -> None:
+        for _ in range(passes):
+            self.run(self.h.reconcile())
+
+    # -- what must hold --------------------------------------------------------------------------
+    @invariant()
+    def safe(self) -> None:
+        if not hasattr(self, "h"):
+            return
+        assert not self.h.violations, self.h.violations
+        # Create runs again only after a fault that hid its outcome.
+        assert self.h.dbms.repeats <= self.risky
+        assert self.h.dbms.count("create") <= 1 + self.risky
+
+    def _converged(self) -> None:
+        h = self.h
+        h.api.faults.clear()
+        h.dbms.faults.clear()
+        for _ in range(4):
+            self.run(h.converge(passes=40))
+        assert not h.violations, h.violations
+        assert h.dbms.repeats <= self.risky
+        if self.deleted:
+            assert h.db() is None, h.ready()
+            assert h.secret() is None
+            assert not h.dbms.passwords
+            return
+        assert 1 <= h.dbms.count("create") <= 1 + self.risky
+        ready = h.ready()
+        assert ready is not None
+        assert ready[0] == "True", ready
+        assert h.secret()["password"] == h.dbms.passwords["orders"]  # type: ignore[index]
+        # One rotate per intent; a fault that may have destroyed issued credentials may cost one more.
+        assert h.dbms.count("rotate") <= self.rotate_intents + self.risky, (
+            h.dbms.count("rotate"),
+            self.rotate_intents,
+            self.risky,
+        )
+
+
+Lifecycle.TestCase.settings = settings(
+    max_examples=60,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_lifecycle = Lifecycle.TestCase
