@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the pinned test-bed binaries (etcd, kube-apiserver, kube-controller-manager, helm) from the Go
+# Builds the pinned test-bed binaries (etcd, kube-apiserver, kube-controller-manager, helm, toxiproxy) from the Go
 # module proxy into a cache outside the work tree. A binary is rebuilt only when the cached one does not
 # report the pinned version, so warm runs cost a few process starts.
 set -euo pipefail
@@ -8,6 +8,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 KUBE_VERSION=v1.33.5
 ETCD_VERSION=3.5.21
 HELM_VERSION=v3.21.3
+TOXIPROXY_VERSION=2.5.0
 cache=${DBAASCTL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dbaasctl}
 bin=${DBAASCTL_TESTBED_BIN:-$cache/bin/kube-$KUBE_VERSION}
 
@@ -62,5 +63,14 @@ if ! reports "$bin/helm" version "$HELM_VERSION"; then
   echo "built helm in $(( $(stamp) - t ))s" >&2
 fi
 
-{ "$bin/kube-apiserver" --version; etcd_out=$("$bin/etcd" --version); echo "${etcd_out%%$'\n'*}"; "$bin/helm" version --short; } >&2
+if ! reports "$bin/toxiproxy-server" --version "toxiproxy-server version $TOXIPROXY_VERSION"; then
+  echo "building toxiproxy-server $TOXIPROXY_VERSION into $bin" >&2
+  t=$(stamp)
+  (cd "$here/toxiproxy" && go build -trimpath \
+    -ldflags "-s -w -X github.com/Shopify/toxiproxy/v2.Version=$TOXIPROXY_VERSION" \
+    -o "$bin/toxiproxy-server" github.com/Shopify/toxiproxy/v2/cmd/server)
+  echo "built toxiproxy-server in $(( $(stamp) - t ))s" >&2
+fi
+
+{ "$bin/kube-apiserver" --version; etcd_out=$("$bin/etcd" --version); echo "${etcd_out%%$'\n'*}"; "$bin/helm" version --short; "$bin/toxiproxy-server" --version; } >&2
 echo "$bin"

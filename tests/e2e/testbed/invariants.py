@@ -32,6 +32,7 @@ import pymysql
 from dbaasctl.controller import reasons as catalogue
 from testbed.controlplane import KubeTools
 from testbed.dbms import MariaDBServer, PostgresServer
+from testbed.intents import count_intents
 from testbed.operator import OperatorProcess
 
 __all__ = [
@@ -95,6 +96,9 @@ class CheckReport:
     create_retries: int = 0
     rotates: int = 0
     deletes: int = 0
+    #: Intents judged exactly-once (see testbed.intents) and the calls beyond them.
+    intents: int = 0
+    repeats: int = 0
 
     def figures(self) -> dict[str, Any]:
         return {
@@ -107,6 +111,8 @@ class CheckReport:
             "create_retries": self.create_retries,
             "rotates": self.rotates,
             "deletes": self.deletes,
+            "intents": self.intents,
+            "repeats": self.repeats,
             "violations": len(self.violations),
         }
 
@@ -395,12 +401,19 @@ class InvariantChecker:
         expected_not_ready: Mapping[str, str] | None = None,
         require_ready: bool = True,
         exact_creates: bool = False,
+        exactly_once: bool = False,
+        expected_calls: Mapping[str, Mapping[str, int]] | None = None,
+        repeats_allowed: Iterable[str] = (),
     ) -> CheckReport:
         """Evaluate every invariant once.
 
         `expected_not_ready` maps "ns/name" to the reason a deliberately broken Database must show;
         with `require_ready` every other Database must be Ready. `exact_creates` demands exactly one
         create per Database (scenarios whose faults cannot hit a create between call and record).
+        `exactly_once` judges every intent by its committed calls on the server (testbed.intents), and
+        `expected_calls` ("ns/name" -> {"create": 1, "rotate": 2, "delete": 1}) names exact counts.
+        `repeats_allowed` names operations whose repeats are counted but not violations: only for faults
+        that leave the operator unable to know whether a call ran (the DBMS's answer never arrived).
         """
         expected = dict(expected_not_ready or {})
         report = CheckReport()
@@ -419,6 +432,8 @@ class InvariantChecker:
         self._check_logins(to_login, report)
         self._check_secret_owners(secrets, by_key, report)
         self._check_servers(by_key, report, exact_creates)
+        if exactly_once or expected_calls:
+            self._check_intents(by_key, report, expected_calls or {}, frozenset(repeats_allowed))
         self._check_operators(report)
         return report
 
@@ -644,6 +659,26 @@ class InvariantChecker:
                             "create", key, f"create reached the server {len(tried)} times, expected once"
                         )
                     )
+
+    def _check_intents(
+        self,
+        by_key: Mapping[str, dict[str, Any]],
+        report: CheckReport,
+        expected: Mapping[str, Mapping[str, int]],
+        allowed: frozenset[str],
+    ) -> None:
+        groups: dict[int, list[str]] = {}
+        for endpoint, view in self.views.items():
+            groups.setdefault(id(view), []).append(endpoint)
+        for endpoints in groups.values():
+            counted = count_intents(self.views[endpoints[0]].calls(), by_key, endpoints, expected)
+            report.intents += counted.intents
+            report.repeats += counted.repeats
+            report.violations += [
+                Violation("exactly-once", key, detail)
+                for key, op, detail in counted.violations
+                if op not in allowed
+            ]
 
     def _check_operators(self, report: CheckReport) -> None:
         for i, op in enumerate(self.operators):
