@@ -57,6 +57,7 @@ def count_intents(
     """
     out = IntentCount()
     mine = set(endpoints)
+    judged: set[tuple[str, str]] = set()  # (ns/name, op) already held to the rules
     history: dict[str, list[Any]] = {}
     for call in calls:
         history.setdefault(f"{call.namespace}/{call.name}", []).append(call)
@@ -69,16 +70,18 @@ def count_intents(
         counts = {op: sum(c.op == op for c in own) for op in ("create", "rotate", "delete")}
         if status.get("provisionedAt"):
             out.intents += 1
+            judged.add((key, "create"))
             _exact(out, key, "create", counts["create"], 1, "per Database")
         generation = int(status.get("credentialGeneration") or 0)
         if generation >= 1:
             out.intents += generation - 1
+            judged.add((key, "rotate"))
             _exact(
                 out, key, "rotate", counts["rotate"], generation - 1, f"for credentialGeneration {generation}"
             )
     for key, wanted in sorted(expected.items()):
         gone = key not in by_key
-        db: Mapping[str, Any] = by_key.get(key) or {}
+        db = by_key.get(key) or {}
         born = 0.0 if gone else _epoch(db["metadata"].get("creationTimestamp")) - BORN_SLACK
         own = [c for c in history.get(key, []) if c.started_at >= born]
         if not gone:
@@ -88,6 +91,11 @@ def count_intents(
         elif not own:
             continue  # a gone Database whose calls went to another server
         for op, n in sorted(wanted.items()):
+            if (key, op) in judged:
+                got = sum(c.op == op for c in own)
+                if got != n and not any(v[0] == key and v[1] == op for v in out.violations):
+                    _exact(out, key, op, got, n, "by the scenario", count_repeats=False)
+                continue
             # create and rotate of a live Database are already counted as intents by the rules above.
             fresh = gone or op == "delete"
             out.intents += n if fresh else 0

@@ -371,8 +371,13 @@ class InvariantChecker:
         namespaces: Iterable[str],
         views: Mapping[str, ServerView],
         operators: Iterable[OperatorProcess] = (),
+        *,
+        scope: Iterable[str] | None = None,
     ) -> None:
+        """`scope` ("ns/name" keys) restricts every check to those Databases, their Secrets, their server
+        objects and their calls: a scenario is judged on its own while earlier ones share the servers."""
         self.kube = kube
+        self.scope = frozenset(scope) if scope is not None else None
         self.namespaces = list(namespaces)
         self.views = dict(views)  # endpoint name -> the server behind it
         self.operators = list(operators)
@@ -385,12 +390,28 @@ class InvariantChecker:
         items: list[dict[str, Any]] = self.kube.kubectl_json("get", kind, "-n", namespace, *selector)["items"]
         return items
 
+    def _in_scope(self, namespace: str, name: str) -> bool:
+        return self.scope is None or f"{namespace}/{name}" in self.scope
+
     def databases(self) -> list[dict[str, Any]]:
-        return [db for ns in self.namespaces for db in self._list("databases", ns)]
+        return [
+            db
+            for ns in self.namespaces
+            for db in self._list("databases", ns)
+            if self._in_scope(ns, db["metadata"]["name"])
+        ]
 
     def owned_secrets(self) -> list[dict[str, Any]]:
-        return [
+        found = [
             s for ns in self.namespaces for s in self._list("secrets", ns, "-l", f"{MANAGED_BY}=dbaasctl")
+        ]
+        if self.scope is None:
+            return found
+        labels = {(key.split("/", 1)[0], database_label(key.split("/", 1)[1])) for key in self.scope}
+        return [
+            s
+            for s in found
+            if (s["metadata"]["namespace"], (s["metadata"].get("labels") or {}).get(DATABASE_LABEL)) in labels
         ]
 
     # -- the check ------------------------------------------------------------------------------------
@@ -593,6 +614,9 @@ class InvariantChecker:
                 else:
                     may.add(ident)  # not Ready, being deleted, or never provisioned: either is consistent
             present_dbs, present_logins = view.databases(), view.logins()
+            if self.scope is not None:
+                mine = {view.ident(*key.split("/", 1)) for key in self.scope}
+                present_dbs, present_logins = present_dbs & mine, present_logins & mine
             report.server_databases += len(present_dbs)
             where = "/".join(endpoints)
             for what, present in (("database", present_dbs), ("login", present_logins)):
@@ -616,9 +640,13 @@ class InvariantChecker:
     ) -> None:
         calls: dict[str, list[Call]] = {}
         for call in view.calls():
+            if not self._in_scope(call.namespace, call.name):
+                continue
             calls.setdefault(f"{call.namespace}/{call.name}", []).append(call)
         attempts: dict[str, list[Call]] = {}
         for call in view.attempts():
+            if not self._in_scope(call.namespace, call.name):
+                continue
             attempts.setdefault(f"{call.namespace}/{call.name}", []).append(call)
         # Over the whole history (monotonic, so a scenario's share is a difference of two checks).
         report.create_retries += sum(max(0, len(tried) - 1) for tried in attempts.values())

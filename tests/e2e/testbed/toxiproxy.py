@@ -159,12 +159,11 @@ class Toxiproxy:
         self.stop()
 
     def proxy(self, name: str, upstream: str) -> Proxy:
-        port = _free_port()
-        self.request(
-            "POST",
-            "/proxies",
-            {"name": name, "listen": f"127.0.0.1:{port}", "upstream": upstream, "enabled": True},
+        """A proxy on a port the kernel picks (no race with other processes choosing free ports)."""
+        made = self.request(
+            "POST", "/proxies", {"name": name, "listen": "127.0.0.1:0", "upstream": upstream, "enabled": True}
         )
+        port = int(str(made["listen"]).rsplit(":", 1)[1])
         proxy = Proxy(self, name, port, upstream)
         self.proxies[name] = proxy
         return proxy
