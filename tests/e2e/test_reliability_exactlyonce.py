@@ -21,9 +21,14 @@ answer never reaches the operator it cannot know whether the call ran; those sce
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import functools
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +64,7 @@ from testbed.toxiproxy import Proxy, Toxiproxy
 SLOW = 2.0
 #: Per-endpoint operation timeout: a call whose answer was dropped fails after this, then is retried.
 OPERATION_TIMEOUT = "6s"
-ENDPOINTS = ["pg", "maria"]
+ENDPOINTS = ("pg", "maria")
 ROTATE = "dbaasctl.io/rotate"
 #: Databases per edit kind: 1 in `make test`, more in `make soak`.
 EACH = 3 if SOAK else 1
@@ -125,27 +130,65 @@ def _kubectl(env: Env, *args: str, input: str | None = None) -> None:
     kubectl_retrying(env.world.kube, *args, input=input)
 
 
-def _create(env: Env, names: list[str], endpoint: str) -> list[dict[str, Any]]:
+def _parallel(*actions: Callable[[], object]) -> None:
+    """Run kubectl edits at once (each is a process start): they must all land inside the call."""
+    with ThreadPoolExecutor(max_workers=len(actions) or 1) as pool:
+        for future in [pool.submit(a) for a in actions]:
+            future.result()
+
+
+def _names(prefix: str, n: int = EACH) -> dict[str, list[str]]:
+    """Database names per endpoint: both DBMS run each scenario at the same time."""
+    return {ep: [f"{ep}-{prefix}-{j}" for j in range(n)] for ep in ENDPOINTS}
+
+
+def _all(names: dict[str, list[str]]) -> list[str]:
+    return [n for group in names.values() for n in group]
+
+
+def _create(env: Env, names: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
     """`kubectl create` (no last-applied annotation: a later `kubectl apply` of the same manifest is a
     real write, as a GitOps tool's first sync of a hand-made object is)."""
-    manifests = [database(n, env.world.ns, endpoint) for n in names]
-    create_objects(env.world.kube, manifests)
+    manifests = {n: database(n, env.world.ns, ep) for ep, group in names.items() for n in group}
+    create_objects(env.world.kube, list(manifests.values()))
     return manifests
 
 
-def _wait_sleeping(env: Env, endpoint: str, n: int) -> None:
-    view = env.views[endpoint]
-    wait_for(f"{n} call(s) sleeping on {endpoint}", lambda: sleeping(view) >= n, timeout=60)
+def _rotate(env: Env, names: list[str], token: str) -> None:
+    _kubectl(
+        env, "annotate", "--overwrite", "-n", env.world.ns, *[f"db/{n}" for n in names], f"{ROTATE}={token}"
+    )
 
 
-def _wait_committed(env: Env, endpoint: str, op: str, names: list[str], n: int) -> None:
-    keys = [f"{env.world.ns}/{x}" for x in names]
-    view = env.views[endpoint]
-    wait_for(f"{n} {op} call(s) committed on {endpoint}", lambda: committed(view, op, keys) >= n, timeout=60)
+def _at_least(count: Callable[[], int], n: int) -> bool:
+    return count() >= n
+
+
+def _wait_sleeping(env: Env, names: dict[str, list[str]]) -> None:
+    """Until every endpoint has as many calls sleeping as it has Databases in this step."""
+    for ep, group in names.items():
+        view = env.views[ep]
+        want = len(group)
+        wait_for(
+            f"{want} call(s) sleeping on {ep}",
+            functools.partial(_at_least, functools.partial(sleeping, view), want),
+            timeout=60,
+        )
+
+
+def _wait_committed(env: Env, op: str, names: dict[str, list[str]], at_least: int = 1) -> None:
+    for ep, group in names.items():
+        keys = [f"{env.world.ns}/{x}" for x in group]
+        view, want = env.views[ep], at_least * len(group)
+        wait_for(
+            f"{want} {op} call(s) committed on {ep}",
+            functools.partial(_at_least, functools.partial(committed, view, op, keys), want),
+            timeout=60,
+        )
 
 
 def _wait_rotated(env: Env, names: dict[str, tuple[int, str]], timeout: float = 120.0) -> None:
-    """Until each Database is Ready at credentialGeneration g with rotationToken t ({name: (g, t)})."""
+    """Until each Database is Ready at credentialGeneration >= g with rotationToken t ({name: (g, t)})."""
 
     def done(dbs: dict[str, dict[str, Any]]) -> bool:
         for name, (generation, token) in names.items():
@@ -161,130 +204,294 @@ def _wait_rotated(env: Env, names: dict[str, tuple[int, str]], timeout: float = 
                 return False
         return True
 
-    env.world.wait_dbs(f"{len(names)} rotations", done, timeout=timeout)
+    try:
+        env.world.wait_dbs(f"{len(names)} rotations", done, timeout=timeout)
+    except AssertionError as exc:
+        seen = {
+            n: {k: (d.get("status") or {}).get(k) for k in ("credentialGeneration", "rotationToken")}
+            for n, d in env.world.list_dbs().items()
+            if n in names
+        }
+        raise AssertionError(f"{exc}\nwanted (generation, token): {names}\nseen: {seen}") from None
 
 
-def _edit(env: Env, kind: str, name: str, manifest: dict[str, Any], step: int) -> None:
+def _judge(
+    env: Env,
+    scenario: str,
+    names: dict[str, list[str]],
+    faults: list[Fault],
+    expected: dict[str, int],
+    repeats_allowed: tuple[str, ...] = (),
+    per_name: dict[str, dict[str, int]] | None = None,
+) -> None:
+    """Judge each DBMS's share on its own (its own figures, its own matrix rows); fail with all."""
+    failures = []
+    for ep, group in names.items():
+        try:
+            judge_scoped(
+                env.world,
+                f"{ep}: {scenario}",
+                group,
+                faults,
+                expected_calls={n: (per_name or {}).get(n, expected) for n in group},
+                repeats_allowed=repeats_allowed,
+            )
+        except AssertionError as exc:
+            failures.append(str(exc))
+    assert not failures, "\n".join(failures)
+
+
+def _edit(env: Env, kind: str, name: str, manifest: dict[str, Any], step: int) -> Callable[[], None]:
     ns = env.world.ns
     if kind == "kubectl label":
-        _kubectl(env, "label", "--overwrite", "-n", ns, f"db/{name}", f"edit=e{step}")
-    elif kind == "kubectl annotate":
-        _kubectl(env, "annotate", "--overwrite", "-n", ns, f"db/{name}", f"example.com/note=n{step}")
-    elif kind == "kubectl apply":
-        _kubectl(env, "apply", "-f", "-", input=json.dumps(manifest))
-    else:
-        raise ValueError(kind)
+        return lambda: _kubectl(env, "label", "--overwrite", "-n", ns, f"db/{name}", f"edit=e{step}")
+    if kind == "kubectl annotate":
+        return lambda: _kubectl(
+            env, "annotate", "--overwrite", "-n", ns, f"db/{name}", f"example.com/note=n{step}"
+        )
+    if kind == "kubectl apply":
+        return lambda: _kubectl(env, "apply", "-f", "-", input=json.dumps(manifest))
+    if kind == "second rotate annotation":
+        return lambda: _kubectl(env, "annotate", "--overwrite", "-n", ns, f"db/{name}", f"{ROTATE}=r2")
+    raise ValueError(kind)
 
 
 EDITS = ("kubectl label", "kubectl annotate", "kubectl apply")
+RED_TODAY = pytest.mark.xfail(
+    strict=True,
+    reason="the reconciler loses what a DBMS call did when the writes recording it fail "
+    "(409 after a concurrent edit, transport errors) and runs the procedure again",
+)
 
 
 # -- users edit the Database while a procedure runs ----------------------------------------------------
 
 
-@pytest.mark.parametrize("endpoint", ENDPOINTS)
-def test_user_edits_while_create_runs(env: Env, endpoint: str) -> None:
-    by_kind = {kind: [f"{endpoint}-ce{i}-{j}" for j in range(EACH)] for i, kind in enumerate(EDITS)}
-    names = [n for group in by_kind.values() for n in group]
-    manifests = dict(zip(names, _create(env, names, endpoint), strict=True))
-    _wait_sleeping(env, endpoint, len(names))
-    for kind, group in by_kind.items():
-        for name in group:
-            _edit(env, kind, name, manifests[name], 1)
-    env.world.wait_ready(names, timeout=120)
-    judge_scoped(
-        env.world,
-        f"{endpoint}: label, annotate and apply while create runs",
+def _edit_names(prefix: str, kinds: tuple[str, ...]) -> tuple[dict[str, list[str]], dict[str, str]]:
+    names = _names(prefix, EACH * len(kinds))
+    kind_of = {n: kinds[i // EACH] for group in names.values() for i, n in enumerate(group)}
+    return names, kind_of
+
+
+@RED_TODAY
+def test_user_edits_while_create_runs(env: Env) -> None:
+    names, kind_of = _edit_names("ce", EDITS)
+    manifests = _create(env, names)
+    _wait_sleeping(env, names)
+    _parallel(*[_edit(env, kind_of[n], n, manifests[n], 1) for n in _all(names)])
+    env.world.wait_ready(_all(names), timeout=120)
+    _judge(
+        env,
+        "label, annotate and apply while create runs",
         names,
         [Fault("create", "user edit during the call", kind) for kind in EDITS],
-        expected_calls={n: {"create": 1} for n in names},
+        {"create": 1},
     )
 
 
-@pytest.mark.parametrize("endpoint", ENDPOINTS)
-def test_user_edits_while_rotate_runs(env: Env, endpoint: str) -> None:
+@RED_TODAY
+def test_user_edits_while_rotate_runs(env: Env) -> None:
     kinds = (*EDITS, "second rotate annotation")
-    by_kind = {kind: [f"{endpoint}-re{i}-{j}" for j in range(EACH)] for i, kind in enumerate(kinds)}
-    names = [n for group in by_kind.values() for n in group]
-    manifests = dict(zip(names, _create(env, names, endpoint), strict=True))
-    env.world.wait_ready(names, timeout=120)
-    _kubectl(env, "annotate", "-n", env.world.ns, *[f"db/{n}" for n in names], f"{ROTATE}=r1")
-    _wait_sleeping(env, endpoint, len(names))
-    for kind, group in by_kind.items():
-        for name in group:
-            if kind == "second rotate annotation":
-                _kubectl(env, "annotate", "--overwrite", "-n", env.world.ns, f"db/{name}", f"{ROTATE}=r2")
-            else:
-                _edit(env, kind, name, manifests[name], 2)
-    second = set(by_kind["second rotate annotation"])
-    _wait_rotated(env, {n: (3, "r2") if n in second else (2, "r1") for n in names})
-    judge_scoped(
-        env.world,
-        f"{endpoint}: label, annotate, apply and a second rotate annotation while rotate runs",
+    names, kind_of = _edit_names("re", kinds)
+    manifests = _create(env, names)
+    env.world.wait_ready(_all(names), timeout=120)
+    _rotate(env, _all(names), "r1")
+    _wait_sleeping(env, names)
+    _parallel(*[_edit(env, kind_of[n], n, manifests[n], 2) for n in _all(names)])
+    second = {n for n in _all(names) if kind_of[n] == "second rotate annotation"}
+    # r2 arrived while r1's call ran: both intents are served (two rotate calls); the judge holds the
+    # generation to the calls (a lost record of r1 shows as one call more than generations).
+    _wait_rotated(env, {n: (2, "r2") if n in second else (2, "r1") for n in _all(names)})
+    _judge(
+        env,
+        "label, annotate, apply and a second rotate annotation while rotate runs",
         names,
         [Fault("rotate", "user edit during the call", kind) for kind in kinds],
-        expected_calls={n: {"create": 1, "rotate": 2 if n in second else 1} for n in names},
+        {"create": 1, "rotate": 1},
+        per_name={n: {"create": 1, "rotate": 2} for n in second},
     )
 
 
-@pytest.mark.parametrize("endpoint", ENDPOINTS)
-def test_user_edits_while_delete_runs(env: Env, endpoint: str) -> None:
-    by_kind = {kind: [f"{endpoint}-de{i}-{j}" for j in range(EACH)] for i, kind in enumerate(EDITS[:2])}
-    names = [n for group in by_kind.values() for n in group]
-    manifests = dict(zip(names, _create(env, names, endpoint), strict=True))
-    env.world.wait_ready(names, timeout=120)
-    env.world.delete_many(names)
-    _wait_sleeping(env, endpoint, len(names))
-    for kind, group in by_kind.items():
-        for name in group:
-            _edit(env, kind, name, manifests[name], 3)
-    env.world.wait_gone(names, timeout=120)
-    judge_scoped(
-        env.world,
-        f"{endpoint}: label and annotate while delete runs",
+@RED_TODAY
+def test_user_edits_while_delete_runs(env: Env) -> None:
+    kinds = EDITS[:2]  # a deleting object still takes label and annotation edits
+    names, kind_of = _edit_names("de", kinds)
+    manifests = _create(env, names)
+    env.world.wait_ready(_all(names), timeout=120)
+    env.world.delete_many(_all(names))
+    _wait_sleeping(env, names)
+    _parallel(*[_edit(env, kind_of[n], n, manifests[n], 3) for n in _all(names)])
+    env.world.wait_gone(_all(names), timeout=120)
+    _judge(
+        env,
+        "label and annotate while delete runs",
         names,
-        [Fault("delete", "user edit during the call", kind) for kind in EDITS[:2]],
-        expected_calls={n: {"create": 1, "delete": 1} for n in names},
+        [Fault("delete", "user edit during the call", kind) for kind in kinds],
+        {"create": 1, "delete": 1},
     )
 
 
 # -- the API link fails right after the DBMS call ------------------------------------------------------
 
-API_FAULTS = {
+API_FAULTS: dict[str, Callable[[Proxy], AbstractContextManager[None]]] = {
     # The request reaches the API server and is applied; the answer is swallowed, the connection
     # closed 2 s later: the operator cannot tell a write that happened from one that did not.
     "response dropped": lambda api: api.drop_responses(close_after_ms=2000),
-    # Every connection to the API server is reset as soon as it carries data.
+    # Every connection to the API server is reset as soon as it is open.
     "connection reset": lambda api: api.reset(after_ms=0, stream="downstream"),
 }
 #: How long the API link stays broken once the procedure has returned (the writes that record it fail).
 API_OUTAGE = 3.0
 
 
-def _through_api_fault(env: Env, kind: str, endpoint: str, op: str, names: list[str], n: int) -> None:
-    """While the procedure sleeps, break the API link; keep it broken until the call committed on the
-    server and the operator's writes had time to fail; then heal it."""
-    _wait_sleeping(env, endpoint, len(names))
+def _through_api_fault(env: Env, kind: str, op: str, names: dict[str, list[str]]) -> None:
+    """While the procedures sleep, break the API link; keep it broken until the calls committed on the
+    servers and the operator's writes had time to fail; then heal it."""
+    _wait_sleeping(env, names)
     with API_FAULTS[kind](env.api):
-        _wait_committed(env, endpoint, op, names, n)
+        _wait_committed(env, op, names)
         time.sleep(API_OUTAGE)
 
 
+@RED_TODAY
 @pytest.mark.parametrize("kind", list(API_FAULTS))
-@pytest.mark.parametrize("endpoint", ENDPOINTS)
-def test_api_link_fails_after_the_call(env: Env, endpoint: str, kind: str) -> None:
-    slug = "drop" if kind == "response dropped" else "reset"
-    names = [f"{endpoint}-api{slug}-{j}" for j in range(EACH)]
-    _create(env, names, endpoint)
-    _through_api_fault(env, kind, endpoint, "create", names, len(names))
-    env.world.wait_ready(names, timeout=120)
-    _kubectl(env, "annotate", "-n", env.world.ns, *[f"db/{n}" for n in names], f"{ROTATE}=r1")
-    _through_api_fault(env, kind, endpoint, "rotate", names, len(names))
-    _wait_rotated(env, {n: (2, "r1") for n in names})
-    judge_scoped(
-        env.world,
-        f"{endpoint}: API link {kind} after create and rotate",
+def test_api_link_fails_after_the_call(env: Env, kind: str) -> None:
+    names = _names("api" + kind.split()[1][:4])
+    _create(env, names)
+    _through_api_fault(env, kind, "create", names)
+    env.world.wait_ready(_all(names), timeout=120)
+    _rotate(env, _all(names), "r1")
+    _through_api_fault(env, kind, "rotate", names)
+    _wait_rotated(env, {n: (2, "r1") for n in _all(names)})
+    _judge(
+        env,
+        f"API link {kind} after create and rotate",
         names,
         [Fault(op, "API link after the DBMS call", kind) for op in ("create", "rotate")],
-        expected_calls={n: {"create": 1, "rotate": 1} for n in names},
+        {"create": 1, "rotate": 1},
+    )
+
+
+# -- the operator dies right after a procedure returned -----------------------------------------------
+
+
+def _secrets_changed(env: Env, names: list[str], before: dict[str, str]) -> bool:
+    """Every Database's Secret exists and its password differs from `before` (absent = "")."""
+    current = _passwords(env, names)
+    return all(current.get(n, "") not in ("", before.get(n, "")) for n in names)
+
+
+def _passwords(env: Env, names: list[str]) -> dict[str, str]:
+    items = env.world.kube.kubectl_json("get", "secrets", "-n", env.world.ns)["items"]
+    out = {}
+    for secret in items:
+        owner = (secret["metadata"].get("labels") or {}).get("dbaasctl.io/database")
+        if owner in names and "password" in (secret.get("data") or {}):
+            out[owner] = base64.b64decode(secret["data"]["password"]).decode()
+    env.world.leaks.add_all(set(out.values()), "a credentials Secret")
+    return out
+
+
+def _kill_between_secret_and_status(env: Env, op: str, names: dict[str, list[str]]) -> None:
+    """Slow the API link (each request waits 1.5 s before it reaches the server) while the procedures
+    sleep; once they committed and the Secrets hold their results, SIGKILL the operator: the status
+    write that records the call is still on its way. Then heal and start the operator again."""
+    every = _all(names)
+    before = _passwords(env, every)
+    _wait_sleeping(env, names)
+    operator = env.world.operators[0]
+    with env.api.latency(1500, stream="upstream"):
+        _wait_committed(env, op, names)
+        wait_for(
+            "the Secrets to hold the new credentials",
+            lambda: _secrets_changed(env, every, before),
+            timeout=60,
+        )
+        operator.kill()
+    operator.start()
+
+
+@RED_TODAY
+def test_operator_killed_after_the_call(env: Env) -> None:
+    names = _names("kill")
+    _create(env, names)
+    _kill_between_secret_and_status(env, "create", names)
+    env.world.wait_ready(_all(names), timeout=120)
+    _rotate(env, _all(names), "r1")
+    _kill_between_secret_and_status(env, "rotate", names)
+    _wait_rotated(env, {n: (2, "r1") for n in _all(names)})
+    _judge(
+        env,
+        "operator SIGKILLed after create and rotate returned (Secret written, status not)",
+        names,
+        [Fault(op, "operator, after the DBMS call", "SIGKILL") for op in ("create", "rotate")],
+        {"create": 1, "rotate": 1},
+    )
+
+
+# -- the DBMS link is slow, or breaks during the call ---------------------------------------------------
+
+
+def test_dbms_link_slow(env: Env) -> None:
+    """Latency both ways and a tight bandwidth limit on every DBMS connection, for the whole create and
+    rotation: the calls take longer, nothing runs twice."""
+    names = _names("slowlink")
+    with contextlib.ExitStack() as faults:
+        for ep in ENDPOINTS:
+            faults.enter_context(env.dbms[ep].latency(300, stream="upstream"))
+            faults.enter_context(env.dbms[ep].latency(300, stream="downstream"))
+            faults.enter_context(env.dbms[ep].bandwidth(1, stream="downstream"))
+        _create(env, names)
+        env.world.wait_ready(_all(names), timeout=120)
+        _rotate(env, _all(names), "r1")
+        _wait_rotated(env, {n: (2, "r1") for n in _all(names)})
+    _judge(
+        env,
+        "DBMS link latency 300 ms each way + 1 KB/s during create and rotate",
+        names,
+        [
+            Fault(op, "DBMS link during the call", kind)
+            for op in ("create", "rotate")
+            for kind in ("latency", "bandwidth")
+        ],
+        {"create": 1, "rotate": 1},
+    )
+
+
+DBMS_BREAKS: dict[str, Callable[[Proxy], AbstractContextManager[None]]] = {
+    # The connection is reset while the procedure sleeps on the server.
+    "connection reset mid-call": lambda p: p.reset(after_ms=0, stream="downstream"),
+    # The server got the CALL and completes it; its answer never reaches the operator, whose operation
+    # timeout ends the wait.
+    "answer dropped after the server got the call": lambda p: p.toxic("timeout", "downstream", timeout=0),
+}
+if SOAK:
+    # The connection is closed after a few bytes of the answer went through.
+    DBMS_BREAKS["connection cut mid-answer"] = lambda p: p.limit_data(16, stream="downstream")
+
+
+@pytest.mark.parametrize("kind", list(DBMS_BREAKS))
+def test_dbms_link_breaks_during_the_call(env: Env, kind: str) -> None:
+    """The operator cannot know whether a call whose answer it never got ran: it may run it again (the
+    procedures are idempotent), and the repeats are counted. Everything else holds: the Secret logs in,
+    Ready only with working credentials, nothing orphaned."""
+    names = _names("break" + str(list(DBMS_BREAKS).index(kind)))
+    _create(env, names)
+    for op in ("create", "rotate"):
+        if op == "rotate":
+            env.world.wait_ready(_all(names), timeout=120)
+            _rotate(env, _all(names), "r1")
+        _wait_sleeping(env, names)
+        with contextlib.ExitStack() as faults:
+            for ep in ENDPOINTS:
+                faults.enter_context(DBMS_BREAKS[kind](env.dbms[ep]))
+            _wait_committed(env, op, names)
+    _wait_rotated(env, {n: (2, "r1") for n in _all(names)}, timeout=180)
+    _judge(
+        env,
+        f"DBMS link: {kind} (create and rotate)",
+        names,
+        [Fault(op, "DBMS link during the call", kind) for op in ("create", "rotate")],
+        {},
+        repeats_allowed=("create", "rotate"),
     )
