@@ -393,14 +393,14 @@ def _passwords(env: Env, names: list[str]) -> dict[str, str]:
 
 
 def _kill_between_secret_and_status(env: Env, op: str, names: dict[str, list[str]]) -> None:
-    """Slow the API link (each request waits 1.5 s before it reaches the server) while the procedures
+    """Slow the API link (each request waits 4 s before it reaches the server) while the procedures
     sleep; once they committed and the Secrets hold their results, SIGKILL the operator: the status
     write that records the call is still on its way. Then heal and start the operator again."""
     every = _all(names)
     before = _passwords(env, every)
     _wait_sleeping(env, names)
     operator = env.world.operators[0]
-    with env.api.latency(1500, stream="upstream"):
+    with env.api.latency(4000, stream="upstream"):
         _wait_committed(env, op, names)
         wait_for(
             "the Secrets to hold the new credentials",
@@ -433,21 +433,21 @@ def test_operator_killed_after_the_call(env: Env) -> None:
 
 
 def test_dbms_link_slow(env: Env) -> None:
-    """Latency both ways and a tight bandwidth limit on every DBMS connection, for the whole create and
-    rotation: the calls take longer, nothing runs twice."""
+    """Latency both ways and a bandwidth limit on every DBMS connection, for the whole create and
+    rotation: the calls take longer (well within the operation timeout), nothing runs twice."""
     names = _names("slowlink")
     with contextlib.ExitStack() as faults:
         for ep in ENDPOINTS:
-            faults.enter_context(env.dbms[ep].latency(300, stream="upstream"))
-            faults.enter_context(env.dbms[ep].latency(300, stream="downstream"))
-            faults.enter_context(env.dbms[ep].bandwidth(1, stream="downstream"))
+            faults.enter_context(env.dbms[ep].latency(150, stream="upstream"))
+            faults.enter_context(env.dbms[ep].latency(150, stream="downstream"))
+            faults.enter_context(env.dbms[ep].bandwidth(4, stream="downstream"))
         _create(env, names)
         env.world.wait_ready(_all(names), timeout=120)
         _rotate(env, _all(names), "r1")
         _wait_rotated(env, {n: (2, "r1") for n in _all(names)})
     _judge(
         env,
-        "DBMS link latency 300 ms each way + 1 KB/s during create and rotate",
+        "DBMS link latency 150 ms each way + 4 KB/s during create and rotate",
         names,
         [
             Fault(op, "DBMS link during the call", kind)
