@@ -70,6 +70,14 @@ class Proxy:
     def remove(self, toxic: str) -> None:
         self.server.request("DELETE", f"/proxies/{self.name}/toxics/{toxic}")
 
+    def disable(self) -> None:
+        """Stop listening and close every connection, data still held by a toxic included (a request
+        delayed by `latency` never arrives)."""
+        self.server.request("POST", f"/proxies/{self.name}", {"enabled": False})
+
+    def enable(self) -> None:
+        self.server.request("POST", f"/proxies/{self.name}", {"enabled": True})
+
     def toxics(self) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = self.server.request("GET", f"/proxies/{self.name}/toxics")
         return found
