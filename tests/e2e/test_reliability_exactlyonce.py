@@ -417,15 +417,16 @@ def _kill_between_secret_and_status(env: Env, op: str, names: dict[str, list[str
 @RED_TODAY
 def test_operator_killed_after_the_call(env: Env) -> None:
     names = _names("kill")
-    _create(env, names)
-    # One DBMS at a time: the kill must fall between its Secret write and its status write.
+    # One DBMS at a time, each converged before the next kill: a kill must fall between one call's
+    # Secret write and its status write, and hit no other call.
     for ep in ENDPOINTS:
-        _kill_between_secret_and_status(env, "create", {ep: names[ep]})
-    env.world.wait_ready(_all(names), timeout=120)
-    for ep in ENDPOINTS:
+        mine = {ep: names[ep]}
+        _create(env, mine)
+        _kill_between_secret_and_status(env, "create", mine)
+        env.world.wait_ready(names[ep], timeout=120)
         _rotate(env, names[ep], "r1")
-        _kill_between_secret_and_status(env, "rotate", {ep: names[ep]})
-    _wait_rotated(env, {n: (2, "r1") for n in _all(names)})
+        _kill_between_secret_and_status(env, "rotate", mine)
+        _wait_rotated(env, {n: (2, "r1") for n in names[ep]})
     _judge(
         env,
         "operator SIGKILLed after create and rotate returned (Secret written, status not)",
