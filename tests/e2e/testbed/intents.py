@@ -36,6 +36,8 @@ class IntentCount:
     violations: list[tuple[str, str, str]] = field(default_factory=list)  # (ns/name, operation, detail)
     intents: int = 0
     repeats: int = 0
+    #: Committed calls per judged Database and operation: "ns/name" -> {"create": 1, ...}.
+    calls: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def _epoch(timestamp: str | None) -> float:
@@ -107,6 +109,7 @@ def count_intents(
 def _exact(
     out: IntentCount, key: str, op: str, got: int, want: int, why: str, *, count_repeats: bool = True
 ) -> None:
+    out.calls.setdefault(key, {})[op] = got
     if got == want:
         return
     if got > want and count_repeats:

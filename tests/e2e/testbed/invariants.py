@@ -99,6 +99,8 @@ class CheckReport:
     #: Intents judged exactly-once (see testbed.intents) and the calls beyond them.
     intents: int = 0
     repeats: int = 0
+    #: Committed calls per judged Database and operation (exactly-once checks only).
+    calls: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def figures(self) -> dict[str, Any]:
         return {
@@ -702,6 +704,8 @@ class InvariantChecker:
             counted = count_intents(self.views[endpoints[0]].calls(), by_key, endpoints, expected)
             report.intents += counted.intents
             report.repeats += counted.repeats
+            for key, ops in counted.calls.items():
+                report.calls.setdefault(key, {}).update(ops)
             report.violations += [
                 Violation("exactly-once", key, detail)
                 for key, op, detail in counted.violations
