@@ -1,8 +1,8 @@
 """Reliability §5: exactly once per intent, on the real control plane, PostgreSQL and MariaDB.
 
-Every procedure sleeps on the server first (`SLOW` seconds), and each scenario waits until the calls are
-seen sleeping on the server before it strikes, so the fault lands inside the call or right after it,
-never merely near it:
+Every procedure sleeps on the server first (`SLOW` seconds, `EDIT_SLOW` for user edits), and each
+scenario waits until the calls are seen sleeping on the server before it strikes, so the fault lands
+inside the call or right after it, never merely near it:
 
 - users edit the Database while create, rotate and delete run: `kubectl label`, `kubectl annotate`,
   `kubectl apply` of the manifest the object was created from, a second rotate annotation mid-rotate;
@@ -63,6 +63,9 @@ from testbed.reliability import (
 from testbed.toxiproxy import Proxy, Toxiproxy
 
 SLOW = 2.0
+#: The user-edit scenarios start several kubectl processes once the calls sleep: a wider window keeps
+#: every edit inside the call on a loaded 2-core machine.
+EDIT_SLOW = 5.0
 #: Per-endpoint operation timeout: a call whose answer was dropped fails after this, then is retried.
 OPERATION_TIMEOUT = "6s"
 ENDPOINTS = ("pg", "maria")
@@ -95,14 +98,16 @@ def env(kube: KubeTools, crds: Path, tmp_path_factory: pytest.TempPathFactory) -
             "pg": tp.proxy("pg", f"127.0.0.1:{pg.port}"),
             "maria": tp.proxy("maria", f"127.0.0.1:{maria.port}"),
         }
-        pg_class = w.add_class(audited_postgres_class(f"rel-eo-pg-{w.suffix}", slow=SLOW))
-        maria_class = w.add_class(audited_mariadb_class(f"rel-eo-maria-{w.suffix}", slow=SLOW))
-        for cls, name, view, server in (
-            (pg_class, "pg", pg_view, pg),
-            (maria_class, "maria", maria_view, maria),
+        for name, view, server, make in (
+            ("pg", pg_view, pg, audited_postgres_class),
+            ("maria", maria_view, maria, audited_mariadb_class),
         ):
             dsn = via(view.install(), server.port, proxies[name])
-            w.add_endpoint(cls, {"name": name, "dsn": dsn, "operationTimeout": OPERATION_TIMEOUT}, view)
+            for endpoint, slow in ((name, SLOW), (f"{name}-edit", EDIT_SLOW)):
+                cls = w.add_class(make(f"rel-eo-{endpoint}-{w.suffix}", slow=slow))
+                w.add_endpoint(
+                    cls, {"name": endpoint, "dsn": dsn, "operationTimeout": OPERATION_TIMEOUT}, view
+                )
         w.leaks.add(pg.admin_password, "PostgreSQL admin password")
         w.leaks.add(maria.admin_password, "MariaDB admin password")
         w.apply_config()
@@ -147,10 +152,15 @@ def _all(names: dict[str, list[str]]) -> list[str]:
     return [n for group in names.values() for n in group]
 
 
-def _create(env: Env, names: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
+def _create(env: Env, names: dict[str, list[str]], *, edit: bool = False) -> dict[str, dict[str, Any]]:
     """`kubectl create` (no last-applied annotation: a later `kubectl apply` of the same manifest is a
-    real write, as a GitOps tool's first sync of a hand-made object is)."""
-    manifests = {n: database(n, env.world.ns, ep) for ep, group in names.items() for n in group}
+    real write, as a GitOps tool's first sync of a hand-made object is). `edit`: on the endpoints whose
+    procedures sleep `EDIT_SLOW`."""
+    manifests = {
+        n: database(n, env.world.ns, f"{ep}-edit" if edit else ep)
+        for ep, group in names.items()
+        for n in group
+    }
     create_objects(env.world.kube, list(manifests.values()))
     return manifests
 
@@ -291,7 +301,7 @@ def _edit_names(prefix: str, kinds: tuple[str, ...]) -> tuple[dict[str, list[str
 @RED_TODAY
 def test_user_edits_while_create_runs(env: Env) -> None:
     names, kind_of = _edit_names("ce", EDITS)
-    manifests = _create(env, names)
+    manifests = _create(env, names, edit=True)
     _wait_sleeping(env, names)
     _parallel(*[_edit(env, kind_of[n], n, manifests[n], 1) for n in _all(names)])
     env.world.wait_ready(_all(names), timeout=120)
@@ -308,7 +318,7 @@ def test_user_edits_while_create_runs(env: Env) -> None:
 def test_user_edits_while_rotate_runs(env: Env) -> None:
     kinds = (*EDITS, "second rotate annotation")
     names, kind_of = _edit_names("re", kinds)
-    manifests = _create(env, names)
+    manifests = _create(env, names, edit=True)
     env.world.wait_ready(_all(names), timeout=120)
     _rotate(env, _all(names), "r1")
     _wait_sleeping(env, names)
@@ -331,7 +341,7 @@ def test_user_edits_while_rotate_runs(env: Env) -> None:
 def test_user_edits_while_delete_runs(env: Env) -> None:
     kinds = EDITS[:2]  # a deleting object still takes label and annotation edits
     names, kind_of = _edit_names("de", kinds)
-    manifests = _create(env, names)
+    manifests = _create(env, names, edit=True)
     env.world.wait_ready(_all(names), timeout=120)
     env.world.delete_many(_all(names))
     _wait_sleeping(env, names)
