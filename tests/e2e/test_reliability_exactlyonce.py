@@ -65,7 +65,7 @@ from testbed.toxiproxy import Proxy, Toxiproxy
 SLOW = 2.0
 #: The user-edit scenarios start several kubectl processes once the calls sleep: a wider window keeps
 #: every edit inside the call on a loaded 2-core machine.
-EDIT_SLOW = 5.0
+EDIT_SLOW = 4.0
 #: Per-endpoint operation timeout: a call whose answer was dropped fails after this, then is retried.
 OPERATION_TIMEOUT = "6s"
 ENDPOINTS = ("pg", "maria")
@@ -298,12 +298,37 @@ def _edit_names(prefix: str, kinds: tuple[str, ...]) -> tuple[dict[str, list[str
     return names, kind_of
 
 
+#: Attempts at landing every edit inside the calls (a loaded machine can make kubectl slower than a call).
+EDIT_ATTEMPTS = 3
+
+
+def _edits_during(
+    env: Env,
+    op: str,
+    prefix: str,
+    kinds: tuple[str, ...],
+    start: Callable[[dict[str, list[str]]], dict[str, dict[str, Any]]],
+    step: int,
+) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Start `op` on fresh Databases (`start` returns their manifests), edit each once its call sleeps,
+    and check on the servers that no call had finished when the last edit was done. A miss (the edits
+    came too late to prove anything) is retried on fresh Databases, a bounded number of times."""
+    for attempt in range(EDIT_ATTEMPTS):
+        names, kind_of = _edit_names(f"{prefix}{attempt}", kinds)
+        manifests = start(names)
+        _wait_sleeping(env, names)
+        _parallel(*[_edit(env, kind_of[n], n, manifests[n], step) for n in _all(names)])
+        keys = {ep: [f"{env.world.ns}/{n}" for n in group] for ep, group in names.items()}
+        if all(committed(env.views[ep], op, keys[ep]) == 0 for ep in names):
+            return names, kind_of
+    pytest.skip(f"no attempt landed every edit inside a {EDIT_SLOW} s {op} call (machine overloaded)")
+
+
 @RED_TODAY
 def test_user_edits_while_create_runs(env: Env) -> None:
-    names, kind_of = _edit_names("ce", EDITS)
-    manifests = _create(env, names, edit=True)
-    _wait_sleeping(env, names)
-    _parallel(*[_edit(env, kind_of[n], n, manifests[n], 1) for n in _all(names)])
+    names, kind_of = _edits_during(
+        env, "create", "ce", EDITS, lambda names: _create(env, names, edit=True), 1
+    )
     env.world.wait_ready(_all(names), timeout=120)
     _judge(
         env,
@@ -314,15 +339,26 @@ def test_user_edits_while_create_runs(env: Env) -> None:
     )
 
 
+def _ready_then(
+    env: Env, names: dict[str, list[str]], then: Callable[[list[str]], None]
+) -> dict[str, dict[str, Any]]:
+    manifests = _create(env, names, edit=True)
+    env.world.wait_ready(_all(names), timeout=120)
+    then(_all(names))
+    return manifests
+
+
 @RED_TODAY
 def test_user_edits_while_rotate_runs(env: Env) -> None:
     kinds = (*EDITS, "second rotate annotation")
-    names, kind_of = _edit_names("re", kinds)
-    manifests = _create(env, names, edit=True)
-    env.world.wait_ready(_all(names), timeout=120)
-    _rotate(env, _all(names), "r1")
-    _wait_sleeping(env, names)
-    _parallel(*[_edit(env, kind_of[n], n, manifests[n], 2) for n in _all(names)])
+    names, kind_of = _edits_during(
+        env,
+        "rotate",
+        "re",
+        kinds,
+        lambda names: _ready_then(env, names, lambda all_: _rotate(env, all_, "r1")),
+        2,
+    )
     second = {n for n in _all(names) if kind_of[n] == "second rotate annotation"}
     # r2 arrived while r1's call ran: both intents are served (two rotate calls); the judge holds the
     # generation to the calls (a lost record of r1 shows as one call more than generations).
@@ -340,12 +376,9 @@ def test_user_edits_while_rotate_runs(env: Env) -> None:
 @RED_TODAY
 def test_user_edits_while_delete_runs(env: Env) -> None:
     kinds = EDITS[:2]  # a deleting object still takes label and annotation edits
-    names, kind_of = _edit_names("de", kinds)
-    manifests = _create(env, names, edit=True)
-    env.world.wait_ready(_all(names), timeout=120)
-    env.world.delete_many(_all(names))
-    _wait_sleeping(env, names)
-    _parallel(*[_edit(env, kind_of[n], n, manifests[n], 3) for n in _all(names)])
+    names, kind_of = _edits_during(
+        env, "delete", "de", kinds, lambda names: _ready_then(env, names, env.world.delete_many), 3
+    )
     env.world.wait_gone(_all(names), timeout=120)
     _judge(
         env,
@@ -366,7 +399,7 @@ API_FAULTS: dict[str, Callable[[Proxy], AbstractContextManager[None]]] = {
     "connection reset": lambda api: api.reset(after_ms=0, stream="downstream"),
 }
 #: How long the API link stays broken once the procedure has returned (the writes that record it fail).
-API_OUTAGE = 3.0
+API_OUTAGE = 2.0
 
 
 def _through_api_fault(env: Env, kind: str, op: str, names: dict[str, list[str]]) -> None:
