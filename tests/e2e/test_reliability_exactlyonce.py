@@ -21,18 +21,11 @@ answer never reaches the operator it cannot know whether the call ran; those sce
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import dataclasses
-import functools
-import json
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -41,46 +34,37 @@ from testbed.dbms import MariaDBServer, PostgresServer
 from testbed.exactlyonce import (
     Fault,
     api_upstream,
-    committed,
-    judge_scoped,
     proxied_kubeconfig,
-    sleeping,
     via,
-    wait_for,
 )
-from testbed.invariants import MariaDBView, PostgresView, ServerView
-from testbed.operator import database
+from testbed.exactlyonce_steps import (
+    EDIT_SLOW,
+    EDITS,
+    ENDPOINTS,
+    OPERATION_TIMEOUT,
+    SLOW,
+    Env,
+    create,
+    edit_faults,
+    edits_during,
+    every,
+    judge,
+    kill_between_secret_and_status,
+    names_for,
+    ready_then,
+    rotate,
+    wait_committed,
+    wait_rotated,
+    wait_sleeping,
+)
+from testbed.invariants import MariaDBView, PostgresView
 from testbed.reliability import (
     SOAK,
-    World,
     audited_mariadb_class,
     audited_postgres_class,
-    create_objects,
-    kubectl_retrying,
-    ready_of,
     world_of,
 )
 from testbed.toxiproxy import Proxy, Toxiproxy
-
-SLOW = 2.0
-#: The user-edit scenarios start several kubectl processes once the calls sleep: a wider window keeps
-#: every edit inside the call on a loaded 2-core machine.
-EDIT_SLOW = 4.0
-#: Per-endpoint operation timeout: a call whose answer was dropped fails after this, then is retried.
-OPERATION_TIMEOUT = "6s"
-ENDPOINTS = ("pg", "maria")
-ROTATE = "dbaasctl.io/rotate"
-#: Databases per edit kind: 1 in `make test`, more in `make soak`.
-EACH = 3 if SOAK else 1
-
-
-@dataclass
-class Env:
-    world: World
-    toxiproxy: Toxiproxy
-    api: Proxy
-    dbms: dict[str, Proxy]  # endpoint -> its proxy
-    views: dict[str, ServerView]
 
 
 @pytest.fixture(scope="module")
@@ -129,151 +113,6 @@ def healed(env: Env) -> Iterator[None]:
     env.toxiproxy.heal()
 
 
-# -- helpers ---------------------------------------------------------------------------------------
-
-
-def _kubectl(env: Env, *args: str, input: str | None = None) -> None:
-    kubectl_retrying(env.world.kube, *args, input=input)
-
-
-def _parallel(*actions: Callable[[], object]) -> None:
-    """Run kubectl edits at once (each is a process start): they must all land inside the call."""
-    with ThreadPoolExecutor(max_workers=len(actions) or 1) as pool:
-        for future in [pool.submit(a) for a in actions]:
-            future.result()
-
-
-def _names(prefix: str, n: int = EACH) -> dict[str, list[str]]:
-    """Database names per endpoint: both DBMS run each scenario at the same time."""
-    return {ep: [f"{ep}-{prefix}-{j}" for j in range(n)] for ep in ENDPOINTS}
-
-
-def _all(names: dict[str, list[str]]) -> list[str]:
-    return [n for group in names.values() for n in group]
-
-
-def _create(env: Env, names: dict[str, list[str]], *, edit: bool = False) -> dict[str, dict[str, Any]]:
-    """`kubectl create` (no last-applied annotation: a later `kubectl apply` of the same manifest is a
-    real write, as a GitOps tool's first sync of a hand-made object is). `edit`: on the endpoints whose
-    procedures sleep `EDIT_SLOW`."""
-    manifests = {
-        n: database(n, env.world.ns, f"{ep}-edit" if edit else ep)
-        for ep, group in names.items()
-        for n in group
-    }
-    create_objects(env.world.kube, list(manifests.values()))
-    return manifests
-
-
-def _rotate(env: Env, names: list[str], token: str) -> None:
-    _kubectl(
-        env, "annotate", "--overwrite", "-n", env.world.ns, *[f"db/{n}" for n in names], f"{ROTATE}={token}"
-    )
-
-
-def _at_least(count: Callable[[], int], n: int) -> bool:
-    return count() >= n
-
-
-def _wait_sleeping(env: Env, names: dict[str, list[str]]) -> None:
-    """Until every endpoint has as many calls sleeping as it has Databases in this step."""
-    for ep, group in names.items():
-        view = env.views[ep]
-        want = len(group)
-        wait_for(
-            f"{want} call(s) sleeping on {ep}",
-            functools.partial(_at_least, functools.partial(sleeping, view), want),
-            timeout=60,
-        )
-
-
-def _wait_committed(env: Env, op: str, names: dict[str, list[str]], at_least: int = 1) -> None:
-    for ep, group in names.items():
-        keys = [f"{env.world.ns}/{x}" for x in group]
-        view, want = env.views[ep], at_least * len(group)
-        wait_for(
-            f"{want} {op} call(s) committed on {ep}",
-            functools.partial(_at_least, functools.partial(committed, view, op, keys), want),
-            timeout=60,
-        )
-
-
-def _wait_rotated(env: Env, names: dict[str, tuple[int, str]], timeout: float = 120.0) -> None:
-    """Until each Database is Ready at credentialGeneration >= g with rotationToken t ({name: (g, t)})."""
-
-    def done(dbs: dict[str, dict[str, Any]]) -> bool:
-        for name, (generation, token) in names.items():
-            db = dbs.get(name)
-            status = (db or {}).get("status") or {}
-            if db is None or (ready_of(db) or ("",))[0] != "True":
-                return False
-            if int(status.get("credentialGeneration") or 0) < generation:
-                return False
-            if status.get("rotationToken") != token:
-                return False
-            if status.get("observedGeneration") != db["metadata"].get("generation"):
-                return False
-        return True
-
-    try:
-        env.world.wait_dbs(f"{len(names)} rotations", done, timeout=timeout)
-    except AssertionError as exc:
-        seen = {
-            n: {k: (d.get("status") or {}).get(k) for k in ("credentialGeneration", "rotationToken")}
-            for n, d in env.world.list_dbs().items()
-            if n in names
-        }
-        raise AssertionError(f"{exc}\nwanted (generation, token): {names}\nseen: {seen}") from None
-
-
-def _judge(
-    env: Env,
-    scenario: str,
-    names: dict[str, list[str]],
-    faults: list[Fault],
-    expected: dict[str, int],
-    repeats_allowed: tuple[str, ...] = (),
-    per_name: dict[str, dict[str, int]] | None = None,
-) -> None:
-    """Judge each DBMS's share on its own (its own figures, its own matrix rows); fail with all."""
-    failures = []
-    for ep, group in names.items():
-        try:
-            mine = [
-                dataclasses.replace(f, names=tuple(n for n in f.names if n in group))
-                if f.names is not None
-                else f
-                for f in faults
-            ]
-            judge_scoped(
-                env.world,
-                f"{ep}: {scenario}",
-                group,
-                mine,
-                expected_calls={n: (per_name or {}).get(n, expected) for n in group},
-                repeats_allowed=repeats_allowed,
-            )
-        except AssertionError as exc:
-            failures.append(str(exc))
-    assert not failures, "\n".join(failures)
-
-
-def _edit(env: Env, kind: str, name: str, manifest: dict[str, Any], step: int) -> Callable[[], None]:
-    ns = env.world.ns
-    if kind == "kubectl label":
-        return lambda: _kubectl(env, "label", "--overwrite", "-n", ns, f"db/{name}", f"edit=e{step}")
-    if kind == "kubectl annotate":
-        return lambda: _kubectl(
-            env, "annotate", "--overwrite", "-n", ns, f"db/{name}", f"example.com/note=n{step}"
-        )
-    if kind == "kubectl apply":
-        return lambda: _kubectl(env, "apply", "-f", "-", input=json.dumps(manifest))
-    if kind == "second rotate annotation":
-        return lambda: _kubectl(env, "annotate", "--overwrite", "-n", ns, f"db/{name}", f"{ROTATE}=r2")
-    raise ValueError(kind)
-
-
-EDITS = ("kubectl label", "kubectl annotate", "kubectl apply")
 RED_TODAY = pytest.mark.xfail(
     strict=True,
     reason="the reconciler loses what a DBMS call did when the writes recording it fail "
@@ -284,90 +123,39 @@ RED_TODAY = pytest.mark.xfail(
 # -- users edit the Database while a procedure runs ----------------------------------------------------
 
 
-def _faults(op: str, kind_of: dict[str, str]) -> list[Fault]:
-    kinds = dict.fromkeys(kind_of.values())
-    return [
-        Fault(op, "user edit during the call", k, tuple(n for n, kk in kind_of.items() if kk == k))
-        for k in kinds
-    ]
-
-
-def _edit_names(prefix: str, kinds: tuple[str, ...]) -> tuple[dict[str, list[str]], dict[str, str]]:
-    names = _names(prefix, EACH * len(kinds))
-    kind_of = {n: kinds[i // EACH] for group in names.values() for i, n in enumerate(group)}
-    return names, kind_of
-
-
-#: Attempts at landing every edit inside the calls (a loaded machine can make kubectl slower than a call).
-EDIT_ATTEMPTS = 3
-
-
-def _edits_during(
-    env: Env,
-    op: str,
-    prefix: str,
-    kinds: tuple[str, ...],
-    start: Callable[[dict[str, list[str]]], dict[str, dict[str, Any]]],
-    step: int,
-) -> tuple[dict[str, list[str]], dict[str, str]]:
-    """Start `op` on fresh Databases (`start` returns their manifests), edit each once its call sleeps,
-    and check on the servers that no call had finished when the last edit was done. A miss (the edits
-    came too late to prove anything) is retried on fresh Databases, a bounded number of times."""
-    for attempt in range(EDIT_ATTEMPTS):
-        names, kind_of = _edit_names(f"{prefix}{attempt}", kinds)
-        manifests = start(names)
-        _wait_sleeping(env, names)
-        _parallel(*[_edit(env, kind_of[n], n, manifests[n], step) for n in _all(names)])
-        keys = {ep: [f"{env.world.ns}/{n}" for n in group] for ep, group in names.items()}
-        if all(committed(env.views[ep], op, keys[ep]) == 0 for ep in names):
-            return names, kind_of
-    pytest.skip(f"no attempt landed every edit inside a {EDIT_SLOW} s {op} call (machine overloaded)")
-
-
 @RED_TODAY
 def test_user_edits_while_create_runs(env: Env) -> None:
-    names, kind_of = _edits_during(
-        env, "create", "ce", EDITS, lambda names: _create(env, names, edit=True), 1
-    )
-    env.world.wait_ready(_all(names), timeout=120)
-    _judge(
+    names, kind_of = edits_during(env, "create", "ce", EDITS, lambda names: create(env, names, edit=True), 1)
+    env.world.wait_ready(every(names), timeout=120)
+    judge(
         env,
         "label, annotate and apply while create runs",
         names,
-        _faults("create", kind_of),
+        edit_faults("create", kind_of),
         {"create": 1},
     )
-
-
-def _ready_then(
-    env: Env, names: dict[str, list[str]], then: Callable[[list[str]], None]
-) -> dict[str, dict[str, Any]]:
-    manifests = _create(env, names, edit=True)
-    env.world.wait_ready(_all(names), timeout=120)
-    then(_all(names))
-    return manifests
 
 
 @RED_TODAY
 def test_user_edits_while_rotate_runs(env: Env) -> None:
     kinds = (*EDITS, "second rotate annotation")
-    names, kind_of = _edits_during(
+    names, kind_of = edits_during(
         env,
         "rotate",
         "re",
         kinds,
-        lambda names: _ready_then(env, names, lambda all_: _rotate(env, all_, "r1")),
+        lambda names: ready_then(env, names, lambda all_: rotate(env, all_, "r1")),
         2,
     )
-    second = {n for n in _all(names) if kind_of[n] == "second rotate annotation"}
+    second = {n for n in every(names) if kind_of[n] == "second rotate annotation"}
     # r2 arrived while r1's call ran: both intents are served (two rotate calls); the judge holds the
     # generation to the calls (a lost record of r1 shows as one call more than generations).
-    _wait_rotated(env, {n: (2, "r2") if n in second else (2, "r1") for n in _all(names)})
-    _judge(
+    wait_rotated(env, {n: (2, "r2") if n in second else (2, "r1") for n in every(names)})
+    judge(
         env,
         "label, annotate, apply and a second rotate annotation while rotate runs",
         names,
-        _faults("rotate", kind_of),
+        edit_faults("rotate", kind_of),
         {"create": 1, "rotate": 1},
         per_name={n: {"create": 1, "rotate": 2} for n in second},
     )
@@ -376,15 +164,15 @@ def test_user_edits_while_rotate_runs(env: Env) -> None:
 @RED_TODAY
 def test_user_edits_while_delete_runs(env: Env) -> None:
     kinds = EDITS[:2]  # a deleting object still takes label and annotation edits
-    names, kind_of = _edits_during(
-        env, "delete", "de", kinds, lambda names: _ready_then(env, names, env.world.delete_many), 3
+    names, kind_of = edits_during(
+        env, "delete", "de", kinds, lambda names: ready_then(env, names, env.world.delete_many), 3
     )
-    env.world.wait_gone(_all(names), timeout=120)
-    _judge(
+    env.world.wait_gone(every(names), timeout=120)
+    judge(
         env,
         "label and annotate while delete runs",
         names,
-        _faults("delete", kind_of),
+        edit_faults("delete", kind_of),
         {"create": 1, "delete": 1},
     )
 
@@ -405,23 +193,23 @@ API_OUTAGE = 2.0
 def _through_api_fault(env: Env, kind: str, op: str, names: dict[str, list[str]]) -> None:
     """While the procedures sleep, break the API link; keep it broken until the calls committed on the
     servers and the operator's writes had time to fail; then heal it."""
-    _wait_sleeping(env, names)
+    wait_sleeping(env, names)
     with API_FAULTS[kind](env.api):
-        _wait_committed(env, op, names)
+        wait_committed(env, op, names)
         time.sleep(API_OUTAGE)
 
 
 @RED_TODAY
 @pytest.mark.parametrize("kind", list(API_FAULTS))
 def test_api_link_fails_after_the_call(env: Env, kind: str) -> None:
-    names = _names("api" + kind.split()[1][:4])
-    _create(env, names)
+    names = names_for("api" + kind.split()[1][:4])
+    create(env, names)
     _through_api_fault(env, kind, "create", names)
-    env.world.wait_ready(_all(names), timeout=120)
-    _rotate(env, _all(names), "r1")
+    env.world.wait_ready(every(names), timeout=120)
+    rotate(env, every(names), "r1")
     _through_api_fault(env, kind, "rotate", names)
-    _wait_rotated(env, {n: (2, "r1") for n in _all(names)})
-    _judge(
+    wait_rotated(env, {n: (2, "r1") for n in every(names)})
+    judge(
         env,
         f"API link {kind} after create and rotate",
         names,
@@ -433,59 +221,20 @@ def test_api_link_fails_after_the_call(env: Env, kind: str) -> None:
 # -- the operator dies right after a procedure returned -----------------------------------------------
 
 
-def _secrets_changed(env: Env, names: list[str], before: dict[str, str]) -> bool:
-    """Every Database's Secret exists and its password differs from `before` (absent = "")."""
-    current = _passwords(env, names)
-    return all(current.get(n, "") not in ("", before.get(n, "")) for n in names)
-
-
-def _passwords(env: Env, names: list[str]) -> dict[str, str]:
-    items = env.world.kube.kubectl_json("get", "secrets", "-n", env.world.ns)["items"]
-    out = {}
-    for secret in items:
-        owner = (secret["metadata"].get("labels") or {}).get("dbaasctl.io/database")
-        if owner in names and "password" in (secret.get("data") or {}):
-            out[owner] = base64.b64decode(secret["data"]["password"]).decode()
-    env.world.leaks.add_all(set(out.values()), "a credentials Secret")
-    return out
-
-
-def _kill_between_secret_and_status(env: Env, op: str, names: dict[str, list[str]]) -> None:
-    """Slow the API link (each request waits 4 s before it reaches the server) while the procedures
-    sleep; once they committed and the Secrets hold their results, cut the link (the status write that
-    records the call, still held by the proxy, never arrives) and SIGKILL the operator. Then heal and
-    start it again."""
-    every = _all(names)
-    before = _passwords(env, every)
-    _wait_sleeping(env, names)
-    operator = env.world.operators[0]
-    env.api.add("slow", "latency", "upstream", latency=4000)
-    _wait_committed(env, op, names)
-    wait_for(
-        "the Secrets to hold the new credentials",
-        lambda: _secrets_changed(env, every, before),
-        timeout=60,
-    )
-    env.api.disable()
-    operator.kill()
-    env.toxiproxy.heal()
-    operator.start()
-
-
 @RED_TODAY
 def test_operator_killed_after_the_call(env: Env) -> None:
-    names = _names("kill")
+    names = names_for("kill")
     # One DBMS at a time, each converged before the next kill: a kill must fall between one call's
     # Secret write and its status write, and hit no other call.
     for ep in ENDPOINTS:
         mine = {ep: names[ep]}
-        _create(env, mine)
-        _kill_between_secret_and_status(env, "create", mine)
+        create(env, mine)
+        kill_between_secret_and_status(env, "create", mine)
         env.world.wait_ready(names[ep], timeout=120)
-        _rotate(env, names[ep], "r1")
-        _kill_between_secret_and_status(env, "rotate", mine)
-        _wait_rotated(env, {n: (2, "r1") for n in names[ep]})
-    _judge(
+        rotate(env, names[ep], "r1")
+        kill_between_secret_and_status(env, "rotate", mine)
+        wait_rotated(env, {n: (2, "r1") for n in names[ep]})
+    judge(
         env,
         "operator SIGKILLed after create and rotate returned (Secret written, status not)",
         names,
@@ -499,22 +248,22 @@ def test_operator_killed_before_anything_was_recorded(env: Env) -> None:
     """The API link is cut while the procedures sleep and the operator SIGKILLed once they committed:
     nothing durable says the call ran, so the restarted operator runs it again (counted, allowed: the
     procedures are idempotent); the Secret it then writes logs in."""
-    names = _names("killearly")
+    names = names_for("killearly")
     for ep in ENDPOINTS:
         mine = {ep: names[ep]}
-        _create(env, mine)
+        create(env, mine)
         for op in ("create", "rotate"):
             if op == "rotate":
                 env.world.wait_ready(names[ep], timeout=120)
-                _rotate(env, names[ep], "r1")
-            _wait_sleeping(env, mine)
+                rotate(env, names[ep], "r1")
+            wait_sleeping(env, mine)
             env.api.disable()
-            _wait_committed(env, op, mine)
+            wait_committed(env, op, mine)
             env.world.operators[0].kill()
             env.toxiproxy.heal()
             env.world.operators[0].start()
-        _wait_rotated(env, {n: (2, "r1") for n in names[ep]})
-    _judge(
+        wait_rotated(env, {n: (2, "r1") for n in names[ep]})
+    judge(
         env,
         "operator SIGKILLed after create and rotate returned, API link cut (nothing recorded)",
         names,
@@ -533,17 +282,17 @@ def test_operator_killed_before_anything_was_recorded(env: Env) -> None:
 def test_dbms_link_slow(env: Env) -> None:
     """Latency both ways and a bandwidth limit on every DBMS connection, for the whole create and
     rotation: the calls take longer (well within the operation timeout), nothing runs twice."""
-    names = _names("slowlink")
+    names = names_for("slowlink")
     with contextlib.ExitStack() as faults:
         for ep in ENDPOINTS:
             faults.enter_context(env.dbms[ep].latency(150, stream="upstream"))
             faults.enter_context(env.dbms[ep].latency(150, stream="downstream"))
             faults.enter_context(env.dbms[ep].bandwidth(4, stream="downstream"))
-        _create(env, names)
-        env.world.wait_ready(_all(names), timeout=120)
-        _rotate(env, _all(names), "r1")
-        _wait_rotated(env, {n: (2, "r1") for n in _all(names)})
-    _judge(
+        create(env, names)
+        env.world.wait_ready(every(names), timeout=120)
+        rotate(env, every(names), "r1")
+        wait_rotated(env, {n: (2, "r1") for n in every(names)})
+    judge(
         env,
         "DBMS link latency 150 ms each way + 4 KB/s during create and rotate",
         names,
@@ -573,19 +322,19 @@ def test_dbms_link_breaks_during_the_call(env: Env, kind: str) -> None:
     """The operator cannot know whether a call whose answer it never got ran: it may run it again (the
     procedures are idempotent), and the repeats are counted. Everything else holds: the Secret logs in,
     Ready only with working credentials, nothing orphaned."""
-    names = _names("break" + str(list(DBMS_BREAKS).index(kind)))
-    _create(env, names)
+    names = names_for("break" + str(list(DBMS_BREAKS).index(kind)))
+    create(env, names)
     for op in ("create", "rotate"):
         if op == "rotate":
-            env.world.wait_ready(_all(names), timeout=120)
-            _rotate(env, _all(names), "r1")
-        _wait_sleeping(env, names)
+            env.world.wait_ready(every(names), timeout=120)
+            rotate(env, every(names), "r1")
+        wait_sleeping(env, names)
         with contextlib.ExitStack() as faults:
             for ep in ENDPOINTS:
                 faults.enter_context(DBMS_BREAKS[kind](env.dbms[ep]))
-            _wait_committed(env, op, names)
-    _wait_rotated(env, {n: (2, "r1") for n in _all(names)}, timeout=180)
-    _judge(
+            wait_committed(env, op, names)
+    wait_rotated(env, {n: (2, "r1") for n in every(names)}, timeout=180)
+    judge(
         env,
         f"DBMS link: {kind} (create and rotate)",
         names,
