@@ -342,3 +342,9 @@ def test_dbms_link_breaks_during_the_call(env: Env, kind: str) -> None:
         {"create": 1, "rotate": 1},
         repeats_allowed=("create", "rotate"),
     )
+
+
+def test_no_secret_leaked(env: Env) -> None:
+    """Every password the module's procedures issued, every Secret and DSN: in no operator log (trace
+    level, through every fault above), Event, status or metric."""
+    env.world.scan_leaks()
