@@ -95,8 +95,10 @@ def env(kube: KubeTools, crds: Path, tmp_path_factory: pytest.TempPathFactory) -
         w.leaks.add(pg.admin_password, "PostgreSQL admin password")
         w.leaks.add(maria.admin_password, "MariaDB admin password")
         w.apply_config()
+        # Enough workers for every Database of a scenario to have its call in flight at once (soak).
         w.start_operator(
-            kubeconfig=proxied_kubeconfig(kube.kubeconfig, api, workdir / "via-proxy.kubeconfig")
+            kubeconfig=proxied_kubeconfig(kube.kubeconfig, api, workdir / "via-proxy.kubeconfig"),
+            extra_args=["--workers=32"],
         )
         yield Env(w, tp, api, proxies, {"pg": pg_view, "maria": maria_view})
         tp.heal()  # the world's teardown talks to the API server without faults
