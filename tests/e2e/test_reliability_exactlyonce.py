@@ -89,9 +89,13 @@ def env(kube: KubeTools, crds: Path, tmp_path_factory: pytest.TempPathFactory) -
             dsn = via(view.install(), server.port, proxies[name])
             for endpoint, slow in ((name, SLOW), (f"{name}-edit", EDIT_SLOW)):
                 cls = w.add_class(make(f"rel-eo-{endpoint}-{w.suffix}", slow=slow))
-                w.add_endpoint(
-                    cls, {"name": endpoint, "dsn": dsn, "operationTimeout": OPERATION_TIMEOUT}, view
-                )
+                spec = {
+                    "name": endpoint,
+                    "dsn": dsn,
+                    "operationTimeout": OPERATION_TIMEOUT,
+                    "maxConcurrentOperations": 32,  # every call of a soak-scale scenario at once
+                }
+                w.add_endpoint(cls, spec, view)
         w.leaks.add(pg.admin_password, "PostgreSQL admin password")
         w.leaks.add(maria.admin_password, "MariaDB admin password")
         w.apply_config()
