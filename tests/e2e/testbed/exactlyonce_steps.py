@@ -28,7 +28,7 @@ from testbed.toxiproxy import Proxy, Toxiproxy
 SLOW = 2.0
 #: The user-edit scenarios start several kubectl processes once the calls sleep: a wider window keeps
 #: every edit inside the call on a loaded 2-core machine.
-EDIT_SLOW = 4.0
+EDIT_SLOW = 8.0 if SOAK else 4.0  # soak edits three times as many Databases at once
 #: Per-endpoint operation timeout: a call whose answer was dropped fails after this, then is retried.
 OPERATION_TIMEOUT = "6s"
 ENDPOINTS = ("pg", "maria")
