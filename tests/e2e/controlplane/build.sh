@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the pinned test-bed binaries (etcd, kube-apiserver, kube-controller-manager, helm, promtool) from the Go
-# module proxy into a cache outside the work tree. A binary is rebuilt only when the cached one does not
+# Builds the pinned test-bed binaries (etcd, kube-apiserver, kube-controller-manager, helm, promtool, toxiproxy)
+# from the Go module proxy into a cache outside the work tree. A binary is rebuilt only when the cached one does not
 # report the pinned version, so warm runs cost a few process starts.
 set -euo pipefail
 
@@ -11,6 +11,7 @@ HELM_VERSION=v3.21.3
 # Prometheus 3.16.0: its Go module is versioned v0.<minor+300>.<patch>.
 PROMETHEUS_VERSION=3.16.0
 PROMETHEUS_MODULE=v0.316.0
+TOXIPROXY_VERSION=2.5.0
 cache=${DBAASCTL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dbaasctl}
 bin=${DBAASCTL_TESTBED_BIN:-$cache/bin/kube-$KUBE_VERSION}
 
@@ -87,5 +88,14 @@ if ! reports "$bin/promtool" --version "promtool, version $PROMETHEUS_VERSION ";
   echo "built promtool in $(( $(stamp) - t ))s" >&2
 fi
 
-{ "$bin/kube-apiserver" --version; etcd_out=$("$bin/etcd" --version); echo "${etcd_out%%$'\n'*}"; "$bin/helm" version --short; pt=$("$bin/promtool" --version); echo "${pt%%$'\n'*}"; } >&2
+if ! reports "$bin/toxiproxy-server" --version "toxiproxy-server version $TOXIPROXY_VERSION"; then
+  echo "building toxiproxy-server $TOXIPROXY_VERSION into $bin" >&2
+  t=$(stamp)
+  (cd "$here/toxiproxy" && go build -trimpath \
+    -ldflags "-s -w -X github.com/Shopify/toxiproxy/v2.Version=$TOXIPROXY_VERSION" \
+    -o "$bin/toxiproxy-server" github.com/Shopify/toxiproxy/v2/cmd/server)
+  echo "built toxiproxy-server in $(( $(stamp) - t ))s" >&2
+fi
+
+{ "$bin/kube-apiserver" --version; etcd_out=$("$bin/etcd" --version); echo "${etcd_out%%$'\n'*}"; "$bin/helm" version --short; pt=$("$bin/promtool" --version); echo "${pt%%$'\n'*}"; "$bin/toxiproxy-server" --version; } >&2
 echo "$bin"

@@ -32,6 +32,7 @@ import pymysql
 from dbaasctl.controller import reasons as catalogue
 from testbed.controlplane import KubeTools
 from testbed.dbms import MariaDBServer, PostgresServer
+from testbed.intents import count_intents
 from testbed.operator import OperatorProcess
 
 __all__ = [
@@ -95,6 +96,11 @@ class CheckReport:
     create_retries: int = 0
     rotates: int = 0
     deletes: int = 0
+    #: Intents judged exactly-once (see testbed.intents) and the calls beyond them.
+    intents: int = 0
+    repeats: int = 0
+    #: Committed calls per judged Database and operation (exactly-once checks only).
+    calls: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def figures(self) -> dict[str, Any]:
         return {
@@ -107,6 +113,8 @@ class CheckReport:
             "create_retries": self.create_retries,
             "rotates": self.rotates,
             "deletes": self.deletes,
+            "intents": self.intents,
+            "repeats": self.repeats,
             "violations": len(self.violations),
         }
 
@@ -365,8 +373,13 @@ class InvariantChecker:
         namespaces: Iterable[str],
         views: Mapping[str, ServerView],
         operators: Iterable[OperatorProcess] = (),
+        *,
+        scope: Iterable[str] | None = None,
     ) -> None:
+        """`scope` ("ns/name" keys) restricts every check to those Databases, their Secrets, their server
+        objects and their calls: a scenario is judged on its own while earlier ones share the servers."""
         self.kube = kube
+        self.scope = frozenset(scope) if scope is not None else None
         self.namespaces = list(namespaces)
         self.views = dict(views)  # endpoint name -> the server behind it
         self.operators = list(operators)
@@ -379,12 +392,28 @@ class InvariantChecker:
         items: list[dict[str, Any]] = self.kube.kubectl_json("get", kind, "-n", namespace, *selector)["items"]
         return items
 
+    def _in_scope(self, namespace: str, name: str) -> bool:
+        return self.scope is None or f"{namespace}/{name}" in self.scope
+
     def databases(self) -> list[dict[str, Any]]:
-        return [db for ns in self.namespaces for db in self._list("databases", ns)]
+        return [
+            db
+            for ns in self.namespaces
+            for db in self._list("databases", ns)
+            if self._in_scope(ns, db["metadata"]["name"])
+        ]
 
     def owned_secrets(self) -> list[dict[str, Any]]:
-        return [
+        found = [
             s for ns in self.namespaces for s in self._list("secrets", ns, "-l", f"{MANAGED_BY}=dbaasctl")
+        ]
+        if self.scope is None:
+            return found
+        labels = {(key.split("/", 1)[0], database_label(key.split("/", 1)[1])) for key in self.scope}
+        return [
+            s
+            for s in found
+            if (s["metadata"]["namespace"], (s["metadata"].get("labels") or {}).get(DATABASE_LABEL)) in labels
         ]
 
     # -- the check ------------------------------------------------------------------------------------
@@ -395,12 +424,19 @@ class InvariantChecker:
         expected_not_ready: Mapping[str, str] | None = None,
         require_ready: bool = True,
         exact_creates: bool = False,
+        exactly_once: bool = False,
+        expected_calls: Mapping[str, Mapping[str, int]] | None = None,
+        repeats_allowed: Iterable[str] = (),
     ) -> CheckReport:
         """Evaluate every invariant once.
 
         `expected_not_ready` maps "ns/name" to the reason a deliberately broken Database must show;
         with `require_ready` every other Database must be Ready. `exact_creates` demands exactly one
         create per Database (scenarios whose faults cannot hit a create between call and record).
+        `exactly_once` judges every intent by its committed calls on the server (testbed.intents), and
+        `expected_calls` ("ns/name" -> {"create": 1, "rotate": 2, "delete": 1}) names exact counts.
+        `repeats_allowed` names operations whose repeats are counted but not violations: only for faults
+        that leave the operator unable to know whether a call ran (the DBMS's answer never arrived).
         """
         expected = dict(expected_not_ready or {})
         report = CheckReport()
@@ -419,6 +455,8 @@ class InvariantChecker:
         self._check_logins(to_login, report)
         self._check_secret_owners(secrets, by_key, report)
         self._check_servers(by_key, report, exact_creates)
+        if exactly_once or expected_calls:
+            self._check_intents(by_key, report, expected_calls or {}, frozenset(repeats_allowed))
         self._check_operators(report)
         return report
 
@@ -578,6 +616,9 @@ class InvariantChecker:
                 else:
                     may.add(ident)  # not Ready, being deleted, or never provisioned: either is consistent
             present_dbs, present_logins = view.databases(), view.logins()
+            if self.scope is not None:
+                mine = {view.ident(*key.split("/", 1)) for key in self.scope}
+                present_dbs, present_logins = present_dbs & mine, present_logins & mine
             report.server_databases += len(present_dbs)
             where = "/".join(endpoints)
             for what, present in (("database", present_dbs), ("login", present_logins)):
@@ -601,9 +642,13 @@ class InvariantChecker:
     ) -> None:
         calls: dict[str, list[Call]] = {}
         for call in view.calls():
+            if not self._in_scope(call.namespace, call.name):
+                continue
             calls.setdefault(f"{call.namespace}/{call.name}", []).append(call)
         attempts: dict[str, list[Call]] = {}
         for call in view.attempts():
+            if not self._in_scope(call.namespace, call.name):
+                continue
             attempts.setdefault(f"{call.namespace}/{call.name}", []).append(call)
         # Over the whole history (monotonic, so a scenario's share is a difference of two checks).
         report.create_retries += sum(max(0, len(tried) - 1) for tried in attempts.values())
@@ -644,6 +689,28 @@ class InvariantChecker:
                             "create", key, f"create reached the server {len(tried)} times, expected once"
                         )
                     )
+
+    def _check_intents(
+        self,
+        by_key: Mapping[str, dict[str, Any]],
+        report: CheckReport,
+        expected: Mapping[str, Mapping[str, int]],
+        allowed: frozenset[str],
+    ) -> None:
+        groups: dict[int, list[str]] = {}
+        for endpoint, view in self.views.items():
+            groups.setdefault(id(view), []).append(endpoint)
+        for endpoints in groups.values():
+            counted = count_intents(self.views[endpoints[0]].calls(), by_key, endpoints, expected)
+            report.intents += counted.intents
+            report.repeats += counted.repeats
+            for key, ops in counted.calls.items():
+                report.calls.setdefault(key, {}).update(ops)
+            report.violations += [
+                Violation("exactly-once", key, detail)
+                for key, op, detail in counted.violations
+                if op not in allowed
+            ]
 
     def _check_operators(self, report: CheckReport) -> None:
         for i, op in enumerate(self.operators):

@@ -236,14 +236,16 @@ class World:
     # -- operators -----------------------------------------------------------------------------------
 
     def start_operator(
-        self, *, leader_elect: bool = False, extra_args: Sequence[str] = ()
+        self, *, leader_elect: bool = False, extra_args: Sequence[str] = (), kubeconfig: Path | None = None
     ) -> OperatorProcess:
+        """An operator at trace level on the world's namespaces; `kubeconfig` points it elsewhere (e.g.
+        at the API server through a fault-injecting proxy)."""
         args = [f"--watch-namespaces={','.join(self.namespaces)}", *extra_args]
         if leader_elect:
             # Short leases so a lost leader is replaced within seconds, not the default 15 s.
             args += ["--lease-duration=4", "--renew-deadline=3", "--retry-period=0.5"]
         op = OperatorProcess(
-            self.kube.kubeconfig,
+            kubeconfig or self.kube.kubeconfig,
             self.system,
             self.workdir / f"operator-{len(self.operators)}",
             extra_args=args,
