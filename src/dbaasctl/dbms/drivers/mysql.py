@@ -211,8 +211,8 @@ class MySQLDriver:
     async def _kill(self, thread_id: int, running_for: float) -> None:
         """KILL the thread, unless the server restarted since the statement was sent (`running_for` s ago).
 
-        Uptime is whole seconds, rounded down, so "uptime >= running_for" can only err towards not
-        killing: it holds only when the server booted before the statement was sent.
+        Uptime is the difference of two whole-second clock readings, so it can overstate the time since
+        boot by up to a second; one second of margin keeps the comparison erring towards not killing.
         """
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -224,7 +224,7 @@ class MySQLDriver:
                         await cur.execute("SHOW GLOBAL STATUS LIKE 'Uptime'")
                         row = await cur.fetchone()
                         uptime = float(row[1]) if row else 0.0
-                        if uptime < running_for + (loop.time() - started):
+                        if uptime - 1.0 < running_for + (loop.time() - started):
                             return  # restarted since: the id is not ours any more
                         await cur.execute("KILL %s", (thread_id,))
                 finally:
