@@ -68,8 +68,13 @@ class Release:
         ]
 
     def leader(self) -> str:
-        lease = self.kube.kubectl_json("-n", self.namespace, "get", "lease", f"{FULLNAME}-leader")
-        return str(lease["spec"].get("holderIdentity") or "")
+        """The pod holding the Lease (its identity is "<pod name>_<random>")."""
+        got = self.kube.kubectl(
+            "-n", self.namespace, "get", "lease", f"{FULLNAME}-leader", "-o", "json", check=False
+        )
+        if got.returncode != 0:
+            return ""
+        return str(json.loads(got.stdout)["spec"].get("holderIdentity") or "").partition("_")[0]
 
     def collect_logs(self) -> None:
         """Every operator pod's log goes into the run-wide credential leak scan."""
@@ -268,8 +273,13 @@ class ShortTokenRelease:
 
 
 def token_in(pid: int) -> str:
-    """The token file as the container sees it (through the process's root)."""
-    return Path(f"/proc/{pid}/root{TOKEN_DIR}/token").read_text(encoding="utf-8")
+    """The token file as the container sees it (through the process's root; /var/run is a symlink to
+    /run in the image, and an absolute symlink would resolve against the host's root)."""
+    root = Path(f"/proc/{pid}/root")
+    for directory in (root / TOKEN_DIR.lstrip("/"), root / TOKEN_DIR.removeprefix("/var/")):
+        if (directory / "token").is_file():
+            return (directory / "token").read_text(encoding="utf-8")
+    raise AssertionError(f"no token file under {root}")
 
 
 @pytest.fixture(scope="session")

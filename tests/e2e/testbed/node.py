@@ -185,6 +185,7 @@ class Node:
                             "type": "bridge",
                             "bridge": BRIDGE,
                             "isGateway": True,
+                            "isDefaultGateway": True,
                             "ipMasq": False,
                             "hairpinMode": True,
                             "ipam": {
