@@ -65,7 +65,9 @@ if [ ! -s "$operator_tar" ]; then
   "${B[@]}" push --quiet "$operator_ref" "docker-archive:$operator_tar.part:$operator_ref"
   mv "$operator_tar.part" "$operator_tar"
   find "$cache" -maxdepth 1 -name 'operator-*.tar' ! -name "operator-$context_key.tar" -delete
-  "${B[@]}" rmi --prune "$operator_ref" >/dev/null 2>&1 || true
+  # The tarball is the cache; the builder's copies (and the build stage's) would only fill the disk.
+  "${B[@]}" rmi "$operator_ref" >/dev/null 2>&1 || true
+  "${B[@]}" rmi --prune >/dev/null 2>&1 || true
   echo "built operator image $operator_ref in $(( $(stamp) - t ))s" >&2
 fi
 
