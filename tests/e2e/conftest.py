@@ -10,6 +10,9 @@ import pytest
 
 from testbed.fixtures_cluster import *  # noqa: F403
 from testbed.fixtures_dbms import *  # noqa: F403
+from testbed.fixtures_node import *  # noqa: F403
+from testbed.fixtures_node import TIMINGS
+from testbed.hoststate import HostState
 
 HERE = Path(__file__).parent
 
@@ -18,10 +21,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in item.path.parents:
             item.add_marker(pytest.mark.e2e)
+    items.sort(key=lambda item: item.get_closest_marker("run_last") is not None)  # stable: order kept
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.stash[HOST_STATE] = HostState.capture()
+
+
+HOST_STATE = pytest.StashKey[HostState]()
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Every server the test bed started is gone once the run ends, pass or fail."""
+    """Every server the test bed started is gone once the run ends, pass or fail, and so is every
+    mount, cgroup, iptables rule, network link and runtime state dir its node added."""
     import time
 
     import psutil
@@ -35,3 +48,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for proc in left:
             proc.kill()
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    before = session.stash.get(HOST_STATE, None)
+    if before is not None:
+        deadline = time.monotonic() + 30
+        while (added := HostState.capture().added_since(before)) and time.monotonic() < deadline:
+            time.sleep(1)
+        if added:
+            writer = session.config.get_terminal_writer()
+            for kind, items in added.items():
+                writer.line(f"test bed left {kind} behind: {', '.join(items[:20])}", red=True)
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    for name, seconds in TIMINGS.items():
+        session.config.get_terminal_writer().line(f"{name}: {seconds:.1f}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from testbed.controlplane import ControlPlane, KubeTools
+from testbed.controlplane import ControlPlane, KubeTools, pinned_version
 from testbed.polling import poll
 
 DATA = Path(__file__).parent / "data"
@@ -17,9 +17,11 @@ DATA = Path(__file__).parent / "data"
 def test_server_reports_pinned_version(control_plane: KubeTools) -> None:
     if not isinstance(control_plane, ControlPlane):
         pytest.skip("pinned version applies to the local control plane")
-    assert control_plane.version()["gitVersion"] == "v1.33.5"
-    out = control_plane.kubectl("version", "-o", "json").stdout
-    assert json.loads(out)["serverVersion"]["gitVersion"] == "v1.33.5"
+    pinned = pinned_version()
+    assert control_plane.version()["gitVersion"] == pinned
+    out = json.loads(control_plane.kubectl("version", "-o", "json").stdout)
+    assert out["serverVersion"]["gitVersion"] == pinned
+    assert out["clientVersion"]["gitVersion"] == pinned, "kubectl must be the one built with the server"
 
 
 def test_custom_resource_roundtrip_and_schema_validation(control_plane: KubeTools, namespace: str) -> None:

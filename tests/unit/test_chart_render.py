@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "dbaasctl"
 ALL_VALUES = REPO / "tests" / "e2e" / "data" / "chart-values-all.yaml"
 BUILD = REPO / "tests" / "e2e" / "controlplane" / "build.sh"
-KUBE_VERSION = "1.33.5"
+KUBE_VERSION = "1.37.2"
 NAMESPACED_KINDS = {
     "Deployment",
     "ServiceAccount",
@@ -203,7 +203,7 @@ def test_chart_metadata_matches_package() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert chart["apiVersion"] == "v2"
-    assert chart["kubeVersion"] == ">=1.28.0-0"
+    assert chart["kubeVersion"] == ">=1.35.0-0"
     assert chart["appVersion"] == project["version"]
     docs = render()
     assert container(docs)["image"] == f"dbaasctl/dbaasctl:{project['version']}"
@@ -213,10 +213,10 @@ def test_kube_version_floor_is_enforced() -> None:
     binary = helm_bin()
     if binary is None:
         pytest.skip("helm is not built yet")
-    proc = helm("template", "rel", str(CHART), "--kube-version=1.27.9", check=False)
+    proc = helm("template", "rel", str(CHART), "--kube-version=1.34.9", check=False)
     assert proc.returncode != 0
     assert "kubeVersion" in proc.stderr
-    assert render(kube_version="1.28.0")
+    assert render(kube_version="1.35.0")
 
 
 def test_schema_rejects_unknown_and_invalid_values() -> None:

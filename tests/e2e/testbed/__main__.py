@@ -1,4 +1,4 @@
-"""`python -m testbed cluster-up | cluster-down | demo`: the test bed for people, not only for pytest.
+"""`python -m testbed cluster-up | cluster-down | demo | demo-cluster`: the test bed for people, not only for pytest.
 
 cluster-up starts a detached supervisor process that owns the control plane until cluster-down sends it
 SIGTERM, so the same start/stop code (and the same cleanup guarantees) serve tests and manual use.
@@ -108,6 +108,12 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(keep=os.environ.get("KEEP") == "1")
 
 
+def _demo_cluster(args: argparse.Namespace) -> int:
+    from testbed.demo_cluster import run_demo_cluster
+
+    return run_demo_cluster(keep=os.environ.get("KEEP") == "1")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m testbed")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -119,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         func=_serve
     )
     sub.add_parser("demo", help="run the operator end to end and show a Secret").set_defaults(func=_demo)
+    sub.add_parser(
+        "demo-cluster", help="build the image, helm install it on a real node, show a Secret"
+    ).set_defaults(func=_demo_cluster)
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code

@@ -36,16 +36,42 @@ KCM_CONTROLLERS = (
     "root-ca-certificate-publisher-controller",
     # Aggregated ClusterRoles (the chart's aggregate-to-edit/view roles) are filled in by this controller.
     "clusterrole-aggregation-controller",
+    # What turns the chart's Deployment into pods on the test bed's node (testbed.node), and marks a
+    # stopped node NotReady; the PodDisruptionBudget's status.
+    "deployment-controller",
+    "replicaset-controller",
+    "node-lifecycle-controller",
+    "disruption-controller",
 )
+#: The Kubernetes minor the test bed runs: "current" (newest supported, `make test`) or "compat" (oldest
+#: supported, `make test-compat`). Each has its own pinned binaries (tests/e2e/controlplane/build.sh).
+PROFILE = os.environ.get("DBAASCTL_KUBE_PROFILE", "current")
 
 
 def binaries_dir() -> Path:
-    """Where the pinned binaries are; builds them on first use (minutes) and reuses them after."""
+    """Where the pinned binaries are; builds them on first use (minutes) and reuses them after.
+
+    The directory also goes first on this process's PATH, so every `kubectl` the suite runs (tests,
+    helm's children, documented commands) is the one built with the server: client and server never skew.
+    """
     override = os.environ.get("DBAASCTL_TESTBED_BIN")
     if override and (Path(override) / "kube-apiserver").exists():
-        return Path(override)
-    out = subprocess.run(["bash", str(BUILD_SCRIPT)], check=True, capture_output=True, text=True)
-    return Path(out.stdout.strip().splitlines()[-1])
+        found = Path(override)
+    else:
+        out = subprocess.run(["bash", str(BUILD_SCRIPT), PROFILE], check=True, capture_output=True, text=True)
+        found = Path(out.stdout.strip().splitlines()[-1])
+    path = os.environ.get("PATH", "")
+    if path.split(os.pathsep)[0] != str(found):
+        os.environ["PATH"] = os.pathsep.join([str(found), path])
+    return found
+
+
+def pinned_version() -> str:
+    """The Kubernetes version the current profile's binaries are built at, e.g. "v1.37.2"."""
+    out = subprocess.run(
+        ["bash", str(BUILD_SCRIPT), PROFILE, "--print-version"], check=True, capture_output=True, text=True
+    )
+    return out.stdout.strip()
 
 
 def _free_port() -> int:
@@ -205,6 +231,13 @@ class ControlPlane(KubeTools):
                 "--allow-privileged=true",
                 # As on production clusters: setting blockOwnerDeletion needs update on the owner's finalizers.
                 "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
+                # Bound tokens expire when they say they do (no one-year grace), so a pod's token
+                # rotation is exercised for real.
+                "--service-account-extend-token-expiration=false",
+                # The test bed's node (testbed.node) is reached by its name on loopback.
+                "--kubelet-preferred-address-types=Hostname",
+                f"--kubelet-client-certificate={self.pki.kubelet_client_cert}",
+                f"--kubelet-client-key={self.pki.kubelet_client_key}",
                 "--v=1",
             ],
             self.workdir / "kube-apiserver.log",

@@ -17,6 +17,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+#: First address of the API server's --service-cluster-ip-range: the `kubernetes` Service's ClusterIP.
+KUBERNETES_SERVICE_IP = "10.0.0.1"
+
 
 @dataclass(frozen=True)
 class Pki:
@@ -25,6 +28,8 @@ class Pki:
     serving_cert: Path
     serving_key: Path
     sa_key: Path
+    kubelet_client_cert: Path
+    kubelet_client_key: Path
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> None:
@@ -89,6 +94,8 @@ def generate(directory: Path) -> Pki:
                     x509.DNSName("localhost"),
                     x509.DNSName("kubernetes.default.svc"),
                     x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    # The `kubernetes` Service's address, as pods on the test bed's node reach it.
+                    x509.IPAddress(ipaddress.ip_address(KUBERNETES_SERVICE_IP)),
                 ]
             ),
             critical=False,
@@ -99,18 +106,43 @@ def generate(directory: Path) -> Pki:
 
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
+    # The API server's identity towards the kubelet (logs, exec): the kubelet trusts the same CA.
+    kubelet_client_key = ec.generate_private_key(ec.SECP256R1())
+    kubelet_client_cert = (
+        x509.CertificateBuilder()
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver-kubelet-client"),
+                ]
+            )
+        )
+        .issuer_name(ca_cert.subject)
+        .public_key(kubelet_client_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
     pki = Pki(
         ca_cert=directory / "ca.crt",
         ca_key=directory / "ca.key",
         serving_cert=directory / "apiserver.crt",
         serving_key=directory / "apiserver.key",
         sa_key=directory / "sa.key",
+        kubelet_client_cert=directory / "kubelet-client.crt",
+        kubelet_client_key=directory / "kubelet-client.key",
     )
     pki.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     _write_key(pki.ca_key, ca_key)
     pki.serving_cert.write_bytes(serving_cert.public_bytes(serialization.Encoding.PEM))
     _write_key(pki.serving_key, serving_key)
     _write_key(pki.sa_key, sa_key)
+    pki.kubelet_client_cert.write_bytes(kubelet_client_cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(pki.kubelet_client_key, kubelet_client_key)
     return pki
 
 
