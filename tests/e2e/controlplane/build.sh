@@ -36,7 +36,7 @@ reports() { # reports BINARY WANT ARGS...: BINARY ARGS prints WANT
   local bin=$1 want=$2 out
   shift 2
   [ -x "$bin" ] || return 1
-  out=$("$bin" "$@" 2>/dev/null) || return 1
+  out=$(timeout 60 "$bin" "$@" 2>/dev/null) || return 1  # a wrong argument must not start a server
   [[ $out == *"$want"* ]]
 }
 stamp() { date +%s; }
@@ -84,7 +84,7 @@ if ! reports "$bin/helm" "$HELM_VERSION" version; then
   echo "built helm in $(( $(stamp) - t ))s" >&2
 fi
 
-if ! reports "$bin/promtool" --version "promtool, version $PROMETHEUS_VERSION "; then
+if ! reports "$bin/promtool" "promtool, version $PROMETHEUS_VERSION " --version; then
   if ! grep -qE "^[[:space:]]+github\.com/prometheus/prometheus $PROMETHEUS_MODULE( |$)" "$here/promtool/go.mod"; then
     echo "promtool/go.mod does not require github.com/prometheus/prometheus $PROMETHEUS_MODULE" >&2; exit 1
   fi
@@ -97,7 +97,7 @@ if ! reports "$bin/promtool" --version "promtool, version $PROMETHEUS_VERSION ";
   echo "built promtool in $(( $(stamp) - t ))s" >&2
 fi
 
-if ! reports "$bin/toxiproxy-server" --version "toxiproxy-server version $TOXIPROXY_VERSION"; then
+if ! reports "$bin/toxiproxy-server" "toxiproxy-server version $TOXIPROXY_VERSION" --version; then
   echo "building toxiproxy-server $TOXIPROXY_VERSION into $bin" >&2
   t=$(stamp)
   (cd "$here/toxiproxy" && go build -trimpath \
