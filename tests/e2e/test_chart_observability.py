@@ -57,7 +57,7 @@ def render(*sets: str) -> list[dict[str, Any]]:
         str(CHART),
         "-n",
         "dbaasctl-system",
-        "--kube-version=1.33.0",
+        "--kube-version=1.37.0",
     ]
     for value in sets:
         args += ["--set", value]

@@ -11,6 +11,7 @@ from reconciler_fakes import SERVER_ERROR, Fault
 from reconciler_harness import NS, Harness, database_class
 
 from dbaasctl.controller import reasons
+from dbaasctl.controller.database.act import FENCE_MARGIN
 from dbaasctl.controller.database.dbms import DBMS_BACKOFF_BASE
 from dbaasctl.kube.controller import Controller, Result
 from dbaasctl.kube.resources import SECRETS
@@ -220,7 +221,8 @@ async def test_no_procedure_call_without_a_lease_that_outlasts_it() -> None:
     h.create_database()
     assert await h.reconcile() == Result(requeue_after=1.0)
     assert not h.dbms.calls
-    assert asked == [30.0]  # the endpoint's operation timeout
-    h.reconciler.d.may_act = lambda _: True
+    assert asked == [FENCE_MARGIN]
+    # A lease valid for 15 s more (shorter than the 30 s operation timeout) lets the call start.
+    h.reconciler.d.may_act = lambda duration: duration < 15.0
     await h.converge()
     assert [c.operation for c in h.dbms.calls] == ["create"]

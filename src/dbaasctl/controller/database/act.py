@@ -91,11 +91,16 @@ async def fence_intent(c: Ctx, name: Literal["create", "rotate"]) -> None:
     p.adopt(fresh)
 
 
+#: Seconds the leader lease must still hold when a procedure call starts.
+FENCE_MARGIN = 2.0
+
+
 def fenced(c: Ctx, plan: Plan) -> Exit | None:
-    """Leader fencing: no call starts unless our lease outlasts it (a stalled leader whose lease lapsed
-    would otherwise call procedures alongside its successor). Not an error: come back shortly."""
-    spec = c.d.registry.spec(plan.endpoint)
-    if c.d.may_act(spec.operation_timeout if spec is not None else 30.0):
+    """Leader fencing: no call starts once our lease may have lapsed (a stalled leader would otherwise
+    call procedures alongside its successor). The lease is only asked to hold for `FENCE_MARGIN`, the
+    time to send the call: a call outlasting the lease cannot be required, as operation timeouts are
+    longer than lease durations. Not an error: come back shortly."""
+    if c.d.may_act(FENCE_MARGIN):
         return None
     log.info("%s: not calling a procedure: the leader lease may expire first", c.p.key)
     return Exit(Result(requeue_after=1.0))
