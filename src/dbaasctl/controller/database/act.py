@@ -274,10 +274,20 @@ async def remove_annotation(c: Ctx) -> Exit | None:
     return None
 
 
+_EXPLAINED_REFUSALS = frozenset({400, 403, 422})
+
+
 def describe(exc: BaseException) -> str:
-    """A failure in a user's words: the API server's status and reason, or what happened to the link."""
+    """A failure in a user's words: the API server's status and reason, or what happened to the link.
+
+    For a refusal an administrator must act on (RBAC, admission, validation) the server's own message
+    follows: it names the missing permission or the rejected field. It is already redacted and bounded.
+    """
     if isinstance(exc, ApiError):
-        return f"{exc.status} {exc.reason}".strip()
+        status = f"{exc.status} {exc.reason}".strip()
+        if exc.status in _EXPLAINED_REFUSALS and exc.message:
+            return f"{status}: {exc.message}"
+        return status
     if isinstance(exc, TimeoutError):
         return "the API server did not answer in time"
     if isinstance(exc, aiohttp.ClientError | OSError):
