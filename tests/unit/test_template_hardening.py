@@ -128,7 +128,8 @@ EXHAUSTION = [
 def test_exhaustion_payloads_end_in_a_template_error(payload: str) -> None:
     outcome = _render_in_child(payload)
     assert "error" in outcome, f"rendered {outcome}"
-    assert str(outcome["error"]).startswith("dbaasctl.templates.Template"), outcome
+    assert str(outcome["error"]).startswith("dbaasctl.templates."), outcome
+    assert str(outcome["error"]).rsplit(".", 1)[1].startswith("Template"), outcome
     assert isinstance(outcome["grew_kib"], int)
     assert outcome["grew_kib"] < MAX_GROWTH_KIB, f"peak memory grew by {outcome['grew_kib']} KiB: {outcome}"
 
@@ -185,7 +186,7 @@ def test_format_methods_are_refused_at_render_time_too() -> None:
     from dbaasctl import templates
 
     for method in ("format", "format_map"):
-        template = templates._ENV.from_string("{{ x." + method + " }}")
+        template = templates.sandbox.ENV.from_string("{{ x." + method + " }}")
         with pytest.raises(SecurityError):
             template.render(x="{0.__class__}")
 

@@ -1,7 +1,7 @@
 """Bounds on one template render: time, memory, and what a message may echo.
 
 A DatabaseClass template runs inside the operator. Procedure inputs and Secret values need
-references, filters and conditionals, not computation, so `templates.py` refuses loops, macros
+references, filters and conditionals, not computation, so `checks.py` refuses loops, macros
 and call blocks statically; what remains is a straight line of operations. This module bounds
 each of those operations *before* it allocates (a width, a repetition count, a replacement, a
 join, an integer's size) and charges what it produced against a per-render budget, so a render
