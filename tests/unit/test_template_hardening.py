@@ -121,6 +121,15 @@ EXHAUSTION = [
     "{% filter upper %}{{ 'a' }}{% endfilter %}",
     "{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}",
     "{{ " + "-" * 100000 + "1 }}",
+    # Operations that allocate nothing but take time: the deadline is checked after each one.
+    "{% set h = 'a' * 1000000 %}{% set n = 'a' * 3000 ~ 'b' %}" + "{{ n in h }}" * 300,
+    "{% set h = 'a' * 1000000 %}{% set n = 'a' * 3000 ~ 'b' %}" + "{{ n is in h }}" * 300,
+    # Filters that walk their input item by item in Python.
+    "{{ ('x' * 1000000) | list | sort | length }}",
+    "{{ ('x' * 1000000) | map('upper') | join }}",
+    "{{ ('x' * 1000000) | unique | list | length }}",
+    # Compiling costs time per syntax element.
+    "{{ metadata.name }}" * 1000,
 ]
 
 

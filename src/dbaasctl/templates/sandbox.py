@@ -7,8 +7,8 @@ routes every operation that can allocate (`~`, arithmetic, method calls, filters
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 from urllib.parse import quote
 
 from jinja2 import StrictUndefined, Undefined, nodes
@@ -68,6 +68,12 @@ class _CodeGenerator(CodeGenerator):
             self.write(", ")
         self.write("))")
 
+    def visit_Compare(self, node: nodes.Compare, frame: Frame) -> None:
+        # `needle in haystack` costs time but allocates nothing: the deadline is checked after it.
+        self.write("environment.checked_compare(")
+        super().visit_Compare(node, frame)
+        self.write(")")
+
 
 class _Environment(ImmutableSandboxedEnvironment):
     # Intercepting these also stops Jinja from constant-folding `9 ** 9 ** 9` at compile time.
@@ -87,9 +93,16 @@ class _Environment(ImmutableSandboxedEnvironment):
         self.filters["urlencode"] = _urlencode
         for name, original in list(self.filters.items()):
             self.filters[name] = limits.guard_filter(name, original)
+        tests = cast(dict[str, Callable[..., Any]], self.tests)
+        for name, test in list(tests.items()):
+            tests[name] = limits.guard_test(test)
 
     def checked_concat(self, parts: tuple[Any, ...]) -> str:
         return limits.checked_concat(parts)
+
+    def checked_compare(self, outcome: Any) -> Any:
+        limits.tick()
+        return outcome
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         limits.check_binop(operator, left, right)
