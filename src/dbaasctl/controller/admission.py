@@ -59,6 +59,8 @@ class Plan:
     context: TemplateContext
     endpoint_host: str | None
     endpoint_port: int | None
+    #: status.credentialGeneration when admitted: part of each operation's idempotency key.
+    generation: int = 0
     #: Where templates are rendered: off the event loop, once per pass (share one per pass).
     renders: Renders = field(default_factory=Renders, compare=False)
 
@@ -75,7 +77,9 @@ class Plan:
                 f"DatabaseClass {self.class_name} declares no {op} procedure",
             )
         try:
-            inputs = await self.renders.inputs(operation.inputs, self.context)
+            inputs = await self.renders.inputs(
+                operation.inputs, self.context.for_operation(op, self.generation)
+            )
         except TemplateError as exc:
             raise AdmissionError(
                 reasons.TEMPLATE_ERROR, f"DatabaseClass {self.class_name} operations.{op}: {exc}"
@@ -239,6 +243,7 @@ class Admission:
             context=context,
             endpoint_host=binding.host,
             endpoint_port=binding.port,
+            generation=db.status.credential_generation or 0,
         )
 
     def _needs_labels(self, binding: Binding, namespace: str) -> bool:

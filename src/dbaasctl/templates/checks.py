@@ -125,7 +125,7 @@ def check_ast(ast: nodes.Template) -> None:
     if unknown:
         raise TemplateUndefinedError(
             f"{unknown[0]} is not defined; templates see only {', '.join(CONTEXT_NAMES)} "
-            "(Go-style .Metadata, .Parameters, .Params, .Result and .Endpoint work too)"
+            "(Go-style .Metadata, .Parameters, .Params, .Result, .Endpoint and .Operation work too)"
         )
 
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 __all__ = ["CONTEXT_NAMES", "Scope", "TemplateContext", "child_path"]
 
 #: The only top-level names a template sees.
-CONTEXT_NAMES: tuple[str, ...] = ("metadata", "params", "result", "endpoint")
+CONTEXT_NAMES: tuple[str, ...] = ("metadata", "params", "result", "endpoint", "operation")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -59,6 +59,8 @@ class TemplateContext:
     params: Mapping[str, str]
     result: Mapping[str, str] = field(default_factory=dict)
     endpoint: Mapping[str, str] = field(default_factory=dict)
+    #: Procedure inputs only: `name` (create, rotate, delete) and `id`, the intent's idempotency key.
+    operation: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_database(
@@ -86,6 +88,21 @@ class TemplateContext:
             endpoint={"name": endpoint_name if endpoint_name is not None else db.spec.endpoint},
         )
 
+    def for_operation(self, name: str, generation: int) -> TemplateContext:
+        """The context a procedure's inputs render in, with `operation.name` and `operation.id`.
+
+        The id names one intent: the Database (its uid), the operation and the credential generation
+        the call is to produce (create 1, each rotate one more; delete the current one). A call repeated
+        because its answer was lost carries the same id, as the generation only moves once an outcome
+        is recorded; the next intent gets another. A procedure can so recognise a repeat and return its
+        first result instead of acting twice. No stored state is needed for it: the id is the same even
+        when the operator could not record that a call started.
+        """
+        meta = self.metadata
+        owner = str(meta.get("uid") or f"{meta.get('namespace', '')}/{meta.get('name', '')}")
+        target = generation if name == "delete" else generation + 1
+        return replace(self, operation={"name": name, "id": f"{owner}:{name}:{target}"})
+
     def with_result(self, result: Mapping[str, str]) -> TemplateContext:
         """The same context with a procedure's result, for rendering the Secret."""
         return replace(self, result=dict(result))
@@ -96,4 +113,5 @@ class TemplateContext:
             "params": Scope("params", self.params),
             "result": Scope("result", self.result),
             "endpoint": Scope("endpoint", self.endpoint),
+            "operation": Scope("operation", self.operation),
         }

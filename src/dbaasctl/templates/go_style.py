@@ -18,6 +18,7 @@ _GO_ROOTS = {
     "Params": "params",
     "Result": "result",
     "Endpoint": "endpoint",
+    "Operation": "operation",
 }
 
 #: Go function or action -> the supported Jinja equivalent.

@@ -52,7 +52,9 @@ async def off_loop(job: Callable[[], T]) -> T:
 def _fingerprint(kind: str, templates: Mapping[str, str], ctx: TemplateContext) -> str:
     """A digest, so the memo does not keep a second copy of credentials as its keys."""
     text = json.dumps(
-        [kind, templates, ctx.metadata, ctx.params, ctx.result, ctx.endpoint], sort_keys=True, default=str
+        [kind, templates, ctx.metadata, ctx.params, ctx.result, ctx.endpoint, ctx.operation],
+        sort_keys=True,
+        default=str,
     )
     return hashlib.sha256(text.encode()).hexdigest()
 
