@@ -45,7 +45,10 @@ CREATE TABLE IF NOT EXISTS dbaas.intents (
   done_at     timestamptz NOT NULL DEFAULT now()
 );
 -- The secret keyed passwords are derived from; generated once, readable by superusers only.
-CREATE TABLE IF NOT EXISTS dbaas.password_key (only boolean PRIMARY KEY DEFAULT true CHECK (only), secret text NOT NULL);
+CREATE TABLE IF NOT EXISTS dbaas.password_key (
+  id     smallint PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+  secret text NOT NULL
+);
 INSERT INTO dbaas.password_key(secret)
   SELECT replace(gen_random_uuid()::text, '-', '') || replace(gen_random_uuid()::text, '-', '')
   ON CONFLICT DO NOTHING;
