@@ -10,7 +10,7 @@ import pytest
 from reconciler_harness import Harness, database_class
 
 from dbaasctl.controller import reasons
-from dbaasctl.templates import TemplateContext, TemplateRenderError, TemplateSecurityError, rendering
+from dbaasctl.templates import TemplateContext, TemplateRenderError, TemplateSecurityError, offloop, rendering
 from dbaasctl.templates.offloop import Renders
 
 #: Within every limit of the sandbox (size, nodes, budget), yet it runs until the render deadline:
@@ -129,3 +129,21 @@ async def test_a_secret_format_that_cannot_render_is_a_condition_and_an_event() 
     assert ready[:2] == ("False", reasons.SECRET_TEMPLATE_ERROR), ready
     assert reasons.SECRET_TEMPLATE_ERROR in h.events.reasons()
     assert h.dbms.count("create") == 1
+
+
+async def test_a_render_queued_behind_hostile_ones_is_not_timed_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop's backstop deadline counts from when a render starts: waiting for the pool is not a
+    template's fault."""
+    monkeypatch.setattr(offloop, "LOOP_DEADLINE", 0.5)
+    ctx = TemplateContext(metadata={"name": "n"}, params={})
+    hostile = [
+        asyncio.create_task(
+            Renders().inputs({"0": WORST_CASE}, TemplateContext(metadata={"name": f"h{i}"}, params={}))
+        )
+        for i in range(4)
+    ]
+    await asyncio.sleep(0.05)  # the hostile renders hold both threads of the pool, more are queued
+    assert await Renders().inputs({"0": "{{ metadata.name }}"}, ctx) == {"0": "n"}
+    for task in hostile:
+        with pytest.raises(TemplateSecurityError):
+            await task

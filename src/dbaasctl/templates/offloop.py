@@ -20,7 +20,7 @@ import json
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from dbaasctl.templates import limits
 from dbaasctl.templates.context import TemplateContext
@@ -37,9 +37,25 @@ T = TypeVar("T")
 
 
 async def off_loop(job: Callable[[], T]) -> T:
-    """Run a template job on the template pool; every failure comes back as a TemplateError."""
-    future = asyncio.get_running_loop().run_in_executor(_POOL, job)
+    """Run a template job on the template pool; every failure comes back as a TemplateError.
+
+    The deadline counts from when the job starts, not from when it was queued: a render waiting behind
+    hostile ones is slow, not wrong, and must not fail its Database."""
+    loop = asyncio.get_running_loop()
+    started: asyncio.Future[None] = loop.create_future()
+
+    def announce() -> None:
+        if not started.done():
+            started.set_result(None)
+
+    def run() -> T:
+        loop.call_soon_threadsafe(announce)
+        return job()
+
+    future = loop.run_in_executor(_POOL, run)
     try:
+        either: list[asyncio.Future[Any]] = [future, started]
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         return await asyncio.wait_for(future, LOOP_DEADLINE)
     except TemplateError:
         raise
