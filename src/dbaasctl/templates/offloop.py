@@ -93,6 +93,8 @@ class Renders:
     async def validate(self, templates: Mapping[str, str]) -> None:
         """Compile every template (cached per process after the first time); the first error names
         the key it belongs to in `key`."""
+        if not templates:
+            return
 
         def job() -> dict[str, str]:
             for key, text in templates.items():

@@ -65,6 +65,7 @@ def _compiled(text: str) -> tuple[Template, frozenset[str]] | TemplateError:
     try:
         return _compile_uncached(text)
     except TemplateError as exc:
+        exc.__traceback__ = exc.__context__ = exc.__cause__ = None  # keep no frames (and ASTs) alive
         return exc
 
 
