@@ -99,7 +99,9 @@ def render_report(
             notes.append(f"the class has no {op_name} operation")
             continue
         try:
-            inputs = render_inputs(op.inputs, ctx)
+            inputs = render_inputs(
+                op.inputs, ctx.for_operation(op_name, db.status.credential_generation or 0)
+            )
         except TemplateError as exc:
             raise RenderError(f"operations.{op_name}: {exc}") from None
         entry: dict[str, Any] = {"procedure": op.name, "inputs": inputs}

@@ -163,7 +163,7 @@ async def store(c: Ctx, plan: Plan, held: Held) -> Exit | None:
         p.status.secret_name = name
     failure: tuple[str, str] | None = None
     try:
-        written = await c.w.record_secret(p.raw, name, plan.secret_data(held.result), held.generation)
+        written = await c.w.record_secret(p.raw, name, await plan.secret_data(held.result), held.generation)
     except SecretRenderError as exc:
         failure = (
             reasons.SECRET_TEMPLATE_ERROR,

@@ -110,7 +110,7 @@ async def call(
 ) -> dict[str, str] | CallFailed:
     """Run the operation's procedure; its result, or the failure as a value."""
     try:
-        procedure, inputs = plan.operation(op)
+        procedure, inputs = await plan.operation(op)
     except AdmissionError as exc:  # no such procedure, or its inputs do not render
         return CallFailed(exc.reason, exc.message, no_effect=True)
     extra = {"database": key, "endpoint": plan.endpoint, "operation": op}

@@ -128,7 +128,7 @@ class DatabaseReconciler:
         for _ in range(MAX_STEPS):
             try:
                 secret, fresh = await self._read_secret(p, fresh=fresh_secret)
-                observed = observe(p, secret, self.d.admission, self.memory.held_for(p), self.d.clock())
+                observed = await observe(p, secret, self.d.admission, self.memory.held_for(p), self.d.clock())
                 self._tell_legacy(p)
                 step = decide(observed)
                 if isinstance(step, Rotate | Adopt | RepairLabels) and not fresh:
