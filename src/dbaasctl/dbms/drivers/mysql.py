@@ -33,8 +33,10 @@ from dbaasctl.dbms.drivers.base import (
     deadline_error,
     free_size_stats,
     masks_inputs,
-    positional_values,
     procedure_error,
+)
+from dbaasctl.dbms.drivers.marshal import (
+    positional_values,
     rows_to_mapping,
     split_procedure,
 )

@@ -37,8 +37,10 @@ from dbaasctl.dbms.drivers.base import (
     RoutineInfo,
     deadline_error,
     masks_inputs,
-    named_values,
     procedure_error,
+)
+from dbaasctl.dbms.drivers.marshal import (
+    named_values,
     rows_to_mapping,
     split_procedure,
 )

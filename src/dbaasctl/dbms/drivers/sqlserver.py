@@ -13,9 +13,11 @@ import re
 from collections.abc import Mapping
 
 from dbaasctl.dbms.drivers.base import (
-    PROCEDURE_NAME,
     ContractError,
     masks_inputs,
+)
+from dbaasctl.dbms.drivers.marshal import (
+    PROCEDURE_NAME,
     named_values,
     split_procedure,
 )
