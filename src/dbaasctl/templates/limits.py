@@ -72,15 +72,17 @@ class _State:
     deadline: float
     budget: int
     names: frozenset[str]
+    seconds: float
 
 
 _STATE: ContextVar[_State | None] = ContextVar("dbaasctl_template_render", default=None)
 
 
 @contextlib.contextmanager
-def rendering(names: frozenset[str], *, deadline: float = RENDER_DEADLINE) -> Iterator[None]:
+def rendering(names: frozenset[str], *, deadline: float | None = None) -> Iterator[None]:
     """Bounds for the render running inside this block; `names` are the template's literals."""
-    token = _STATE.set(_State(time.monotonic() + deadline, RENDER_BUDGET, names))
+    seconds = RENDER_DEADLINE if deadline is None else deadline
+    token = _STATE.set(_State(time.monotonic() + seconds, RENDER_BUDGET, names, seconds))
     try:
         yield
     finally:
@@ -107,7 +109,7 @@ def tick() -> None:
     """Check the render's deadline (no-op outside a render)."""
     state = _STATE.get()
     if state is not None and time.monotonic() > state.deadline:
-        raise LimitExceeded(f"rendering took longer than {RENDER_DEADLINE:g}s")
+        raise LimitExceeded(f"rendering took longer than {state.seconds:g}s")
 
 
 def charge(size: int, what: str = "a value") -> None:
@@ -118,7 +120,7 @@ def charge(size: int, what: str = "a value") -> None:
     if state is None:
         return
     if time.monotonic() > state.deadline:
-        raise LimitExceeded(f"rendering took longer than {RENDER_DEADLINE:g}s")
+        raise LimitExceeded(f"rendering took longer than {state.seconds:g}s")
     state.budget -= size
     if state.budget < 0:
         raise LimitExceeded(f"the template produces more than {RENDER_BUDGET} characters in total")
