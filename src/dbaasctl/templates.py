@@ -60,7 +60,7 @@ __all__ = [
 ]
 
 #: The only top-level names a template sees.
-CONTEXT_NAMES: tuple[str, ...] = ("metadata", "params", "result", "endpoint")
+CONTEXT_NAMES: tuple[str, ...] = ("metadata", "params", "result", "endpoint", "previous")
 #: Larger output is refused: a Secret as a whole is limited to 1 MiB anyway.
 MAX_RENDERED_LENGTH = limits.MAX_VALUE_LENGTH
 #: Longer template text is refused; templates are one-line references, not programs.
@@ -194,13 +194,16 @@ class TemplateContext:
 
     `metadata` holds name, namespace, uid, labels and annotations of the Database; `params` its
     effective params (class defaults applied); `result` the row set the create or rotate
-    procedure returned (empty while rendering procedure inputs); `endpoint` at least `name`.
+    procedure returned (empty while rendering procedure inputs); `endpoint` at least `name`;
+    `previous` the data of the Secret a rotation supersedes (rotate and retire inputs of a two-phase
+    rotation; empty elsewhere, or when that Secret was missing or modified).
     """
 
     metadata: Mapping[str, Any]
     params: Mapping[str, str]
     result: Mapping[str, str] = field(default_factory=dict)
     endpoint: Mapping[str, str] = field(default_factory=dict)
+    previous: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_database(
@@ -232,12 +235,17 @@ class TemplateContext:
         """The same context with a procedure's result, for rendering the Secret."""
         return replace(self, result=dict(result))
 
+    def with_previous(self, previous: Mapping[str, str]) -> TemplateContext:
+        """The same context with the superseded Secret's data, for rotate and retire inputs."""
+        return replace(self, previous=dict(previous))
+
     def _variables(self) -> dict[str, Any]:
         return {
             "metadata": _Scope("metadata", self.metadata),
             "params": _Scope("params", self.params),
             "result": _Scope("result", self.result),
             "endpoint": _Scope("endpoint", self.endpoint),
+            "previous": _Scope("previous", self.previous),
         }
 
 

@@ -63,8 +63,11 @@ class Plan:
     def driver(self) -> str:
         return self.klass.driver
 
-    def operation(self, op: OperationName) -> tuple[str, dict[str, str]]:
-        """The procedure name and rendered inputs of one operation."""
+    def operation(
+        self, op: OperationName, previous: Mapping[str, str] | None = None
+    ) -> tuple[str, dict[str, str]]:
+        """The procedure name and rendered inputs of one operation; `previous`: the superseded Secret's
+        data (rotate and retire of a two-phase rotation)."""
         operation = self.klass.operations.get(op)
         if operation is None:
             raise AdmissionError(
@@ -72,7 +75,8 @@ class Plan:
                 f"DatabaseClass {self.class_name} declares no {op} procedure",
             )
         try:
-            inputs = render_inputs(operation.inputs, self.context)
+            context = self.context if previous is None else self.context.with_previous(previous)
+            inputs = render_inputs(operation.inputs, context)
         except TemplateError as exc:
             raise AdmissionError(
                 reasons.TEMPLATE_ERROR, f"DatabaseClass {self.class_name} operations.{op}: {exc}"

@@ -22,10 +22,14 @@ __all__ = [
     "NotReady",
     "Nothing",
     "Observed",
+    "PreviousView",
+    "Queued",
     "Release",
     "RemoveAnnotation",
     "RepairLabels",
     "RepairSecret",
+    "Retire",
+    "Retired",
     "Rotate",
     "SecretView",
     "Step",
@@ -53,6 +57,17 @@ class SecretView:
     #: The credential generation stamped on it when we wrote it; None for a Secret written before
     #: generations were stamped (taken to hold what status says).
     generation: int | None = None
+    #: Its data when owned and as we wrote it: what a rotation supersedes (`previous` in templates).
+    data: dict[str, str] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class PreviousView:
+    """The Secret `<secretName>-previous`: the credentials a two-phase rotation superseded, kept until
+    the retire procedure ended them. Only looked at while status says a retire is pending."""
+
+    exists: bool = False
+    data: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -63,6 +78,9 @@ class Held:
     generation: int
     result: dict[str, str] = field(repr=False)
     why: str = ""
+    #: Two-phase rotation: the data of the Secret this rotation supersedes (written to the previous
+    #: Secret before the new credentials), None for a cut-over.
+    previous: dict[str, str] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -80,6 +98,9 @@ class Observed:
     admission: Plan | AdmissionError | NotReady
     held: Held | None
     now: datetime
+    previous: PreviousView = field(default_factory=PreviousView)
+    #: This process saw the retire procedure succeed and could not record it yet.
+    retired: bool = False
 
     @property
     def plan(self) -> Plan | None:
@@ -91,6 +112,13 @@ class Observed:
         if plan is None or plan.klass.rotation is None:
             return None
         return plan.klass.rotation.interval or None
+
+    @property
+    def retire_pending(self) -> bool:
+        pending = self.status.pending_operation
+        return self.status.previous_credentials_retire_at is not None or (
+            pending is not None and pending.name == "retire"
+        )
 
 
 # -- steps ------------------------------------------------------------------------------------------
@@ -117,10 +145,37 @@ class RepairSecret:
 
 @dataclass(frozen=True)
 class Adopt:
-    """The Secret holds a credential generation status has not recorded: record it, call nothing."""
+    """The Secret holds a credential generation status has not recorded: record it, call nothing.
+    `retire_at`: the previous credentials were kept for a two-phase rotation; retire them then."""
 
     generation: int
     operation: Literal["create", "rotate"]
+    retire_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Retire:
+    """End the credentials the last rotation superseded (`previous`: their Secret data)."""
+
+    plan: Plan
+    previous: dict[str, str] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Retired:
+    """Record that the previous credentials are gone: `called` (retire succeeded, its record was cut
+    short) or not (the class no longer declares retire: they are left to the DBA)."""
+
+    called: bool
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A rotation was asked for during the grace period: it waits `seconds`, until retire is due."""
+
+    seconds: float
+    why: tuple[str, ...]
+    ready: ConditionStatus = "True"
 
 
 @dataclass(frozen=True)
@@ -182,6 +237,9 @@ Step = (
     | Adopt
     | RepairLabels
     | RemoveAnnotation
+    | Retire
+    | Retired
+    | Queued
     | Delete
     | Release
     | Blocked
