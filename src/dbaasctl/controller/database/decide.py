@@ -140,11 +140,9 @@ def rotation_reasons(o: Observed) -> list[str]:
         why.append(NOT_STORED)
     if o.status.pending_operation is not None and o.status.pending_operation.name != "retire":
         why.append(UNKNOWN_ROTATE)
-    interval = o.interval
-    if interval and o.status.provisioned_at is not None:
-        last = o.status.last_rotation_time or o.status.provisioned_at
-        if o.now >= last + interval - _EARLY:
-            why.append("the rotation interval elapsed")
+    due = o.next_rotation
+    if due is not None and o.now >= due - _EARLY:
+        why.append("the rotation interval elapsed")
     return why
 
 
@@ -173,10 +171,9 @@ def _maintaining(o: Observed) -> Step:
     retire_at = status.previous_credentials_retire_at
     if retire_at is not None:
         return Wait(max(1.0, (retire_at - o.now).total_seconds()))
-    interval = o.interval
-    if interval and status.provisioned_at is not None:
-        last = status.last_rotation_time or status.provisioned_at
-        return Wait(max(1.0, (last + interval - o.now).total_seconds()))
+    due = o.next_rotation
+    if due is not None:
+        return Wait(max(1.0, (due - o.now).total_seconds()))
     return Nothing()
 
 

@@ -12,6 +12,7 @@ from typing import Literal
 
 from dbaasctl.api.database import DatabaseStatus, DeletionPolicy
 from dbaasctl.controller.admission import AdmissionError, Plan
+from dbaasctl.controller.database.schedule import next_rotation
 
 __all__ = [
     "Adopt",
@@ -99,6 +100,9 @@ class Observed:
     held: Held | None
     now: datetime
     previous: PreviousView = field(default_factory=PreviousView)
+    #: The Database's uid (spreads its scheduled rotations) and when this operator process started.
+    uid: str = ""
+    started: datetime | None = None
     #: This process saw the retire procedure succeed and could not record it yet.
     retired: bool = False
 
@@ -112,6 +116,18 @@ class Observed:
         if plan is None or plan.klass.rotation is None:
             return None
         return plan.klass.rotation.interval or None
+
+    @property
+    def next_rotation(self) -> datetime | None:
+        """When the scheduled rotation is due (see `schedule`), None without a schedule."""
+        interval = self.interval
+        plan = self.plan
+        if not interval or plan is None or self.status.provisioned_at is None:
+            return None
+        rotation = plan.klass.rotation
+        window = rotation.window.minutes() if rotation is not None and rotation.window else None
+        last = self.status.last_rotation_time or self.status.provisioned_at
+        return next_rotation(last, interval, self.uid, started=self.started, window=window)
 
     @property
     def retire_pending(self) -> bool:

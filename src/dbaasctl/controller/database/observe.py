@@ -86,6 +86,7 @@ def observe(
     now: datetime,
     previous_secret: JsonDict | None = None,
     retired: bool = False,
+    started: datetime | None = None,
 ) -> Observed:
     db = p.db
     state = inspect_secret(secret, p.raw)
@@ -129,4 +130,6 @@ def observe(
         now=now,
         previous=previous,
         retired=retired,
+        uid=db.metadata.uid or "",
+        started=started,
     )

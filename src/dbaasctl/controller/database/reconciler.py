@@ -98,6 +98,8 @@ class DatabaseReconciler:
         self.d = deps
         self.writer = Writer(deps.client, deps.field_manager, deps.sleep)
         self.memory = Memory()
+        #: Overdue scheduled rotations are spread over the first minutes after this.
+        self.started = deps.clock()
 
     async def reconcile(self, key: str) -> Result | None:
         if not self.d.state.applied.is_set():
@@ -135,7 +137,7 @@ class DatabaseReconciler:
                 previous = await self._read_previous(p)
                 observed = observe(
                     p, secret, self.d.admission, self.memory.held_for(p), self.d.clock(), previous,
-                    self.memory.ident(p) in self.memory.retired,
+                    self.memory.ident(p) in self.memory.retired, self.started,
                 )  # fmt: skip
                 self._tell_legacy(p)
                 step = decide(observed)
