@@ -62,8 +62,8 @@ async def test_rotation_keeps_the_previous_credentials_until_retire() -> None:
     outcome = await h.reconcile()
     assert "retire" not in _ops(h)  # not before the grace period ends
     assert isinstance(outcome, Result)
-    assert outcome.requeue_after == pytest.approx(5.0)
-    h.clock.advance(5)
+    assert outcome.requeue_after == pytest.approx(6.0)  # the grace period, rounded up to a second
+    h.clock.advance(6)
     await h.converge()
     assert _ops(h) == ["create", "rotate", "retire"]
     assert not h.dbms.accepts(first["username"], first["password"])  # the old ones are refused

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Literal
 
 import aiohttp
@@ -199,8 +200,10 @@ async def store(c: Ctx, plan: Plan, held: Held) -> Exit | None:
         grace = plan.klass.grace_period
         kept = ""
         if held.previous is not None and grace is not None:
-            p.status.previous_credentials_retire_at = now + grace
-            kept = f"; the previous credentials stay valid until {(now + grace).isoformat()}"
+            # From the moment the Secret was written, rounded up: status keeps whole seconds.
+            retire_at = c.d.clock().replace(microsecond=0) + grace + timedelta(seconds=1)
+            p.status.previous_credentials_retire_at = retire_at
+            kept = f"; the previous credentials stay valid until {retire_at.isoformat()}"
         p.set_ready("True", reasons.ROTATED, f"credentials rotated ({held.why}); Secret {name} updated{kept}")
         c.event(reasons.ROTATED, f"credentials rotated: {held.why}; Secret {name} {written}{kept}")
         log.info("%s: credentials rotated on endpoint %s (%s)", p.key, endpoint, held.why,
