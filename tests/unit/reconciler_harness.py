@@ -15,6 +15,7 @@ from dbaasctl.api.operatorconfig import OperatorConfig
 from dbaasctl.controller.admission import Admission
 from dbaasctl.controller.config import ConfigReconciler, ConfigState
 from dbaasctl.controller.database import DATABASES, DatabaseMetrics, DatabaseReconciler, Dependencies
+from dbaasctl.controller.database.rollout import WORKLOADS
 from dbaasctl.dbms.endpoints import EndpointRegistry
 from dbaasctl.kube.controller import Result
 from dbaasctl.kube.resources import SECRETS
@@ -102,8 +103,9 @@ class Clock:
 
 
 class Harness:
-    def __init__(self, *, klass: dict[str, Any] | None = None) -> None:
-        self.kube = FakeKube([DATABASES], status_subresources=[DATABASES])
+    def __init__(self, *, klass: dict[str, Any] | None = None, rollout: bool = False) -> None:
+        self.rollout = rollout
+        self.kube = FakeKube([DATABASES, *WORKLOADS], status_subresources=[DATABASES])
         self.api = FaultyApi(self.kube)
         self.dbms = MemoryDbms()
         self.events = Events()
@@ -170,6 +172,7 @@ class Harness:
                 state=self.state,
                 metrics=self.metrics,
                 clock=self.clock,
+                rollout_workloads=self.rollout,
                 **extra,
             )
         )

@@ -42,6 +42,7 @@ SECRET_REPAIRED = "SecretRepaired"
 DELETED = "Deleted"
 RETAINED = "Retained"
 RETIRED = "Retired"
+ROLLED_OUT = "RolledOut"
 ROTATION_QUEUED = "RotationQueued"
 
 # --- admission: wrong configuration, no DBMS call was made ---------------------------------------
@@ -64,6 +65,7 @@ DELETE_FAILED = "DeleteFailed"
 SECRET_TEMPLATE_ERROR = "SecretTemplateError"
 SECRET_WRITE_FAILED = "SecretWriteFailed"
 RETIRE_FAILED = "RetireFailed"
+ROLLOUT_FAILED = "RolloutFailed"
 LEGACY_ANNOTATION = "LegacyAnnotation"
 
 CATALOGUE: tuple[Reason, ...] = (
@@ -100,6 +102,13 @@ CATALOGUE: tuple[Reason, ...] = (
         "A rotation was asked for while the previous credentials are still in their grace period; it runs "
         "once they are retired (status.previousCredentialsRetireAt), once, whatever asked for it. Ready is "
         "False instead when the Secret is missing or modified meanwhile.",
+    ),
+    Reason(
+        ROLLED_OUT,
+        "Normal",
+        None,
+        "After a rotation, the pod templates of the workloads that opted in (annotation "
+        "dbaasctl.io/rollout-on-rotation) were annotated with the credential generation, rolling them.",
     ),
     Reason(
         SECRET_REPAIRED,
@@ -225,6 +234,13 @@ CATALOGUE: tuple[Reason, ...] = (
         "True",
         "The retire procedure failed; the Secret holds the new credentials (Ready stays True) and the "
         "previous ones stay valid until a retry succeeds. Rotations wait for it. Retried with backoff.",
+    ),
+    Reason(
+        ROLLOUT_FAILED,
+        "Warning",
+        None,
+        "A workload that opted in could not be rolled after a rotation (RBAC not granted: the chart's "
+        "operator.rolloutWorkloads; API failure). The rotation itself stands; roll the workload by hand.",
     ),
     Reason(
         LEGACY_ANNOTATION,

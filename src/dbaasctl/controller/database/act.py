@@ -21,6 +21,7 @@ from dbaasctl.controller.database.decide import TRUE_TOKEN
 from dbaasctl.controller.database.model import Held
 from dbaasctl.controller.database.observe import Pass, rotate_annotation
 from dbaasctl.controller.database.previous import previous_secret_name, superseded_data
+from dbaasctl.controller.database.rollout import roll_out
 from dbaasctl.controller.database.writes import SecretConflict, Writer
 from dbaasctl.controller.secrets import decode_data, inspect_secret, metadata_repair_patch, release_patch
 from dbaasctl.kube.controller import Result
@@ -218,7 +219,21 @@ async def store(c: Ctx, plan: Plan, held: Held) -> Exit | None:
         log.info("%s: database created on endpoint %s (Secret %s)", p.key, endpoint, name,
                  extra={"database": p.key, "endpoint": endpoint})  # fmt: skip
     p.adopt(await c.w.record_status(p.raw, p.status))
+    if held.operation == "rotate":
+        await rollout(c, held.generation)
     return None
+
+
+async def rollout(c: Ctx, generation: int) -> None:
+    """Roll the workloads that opted in (see `rollout`); an Event either way, never a failed pass."""
+    p = c.p
+    if not c.d.rollout_workloads:
+        return
+    done = await roll_out(c.d.client, c.d.field_manager, p.namespace, p.name, p.secret_name, generation)
+    if done.rolled:
+        c.event(reasons.ROLLED_OUT, f"credential generation {generation}: rolled {', '.join(done.rolled)}")
+    if done.failed:
+        c.event(reasons.ROLLOUT_FAILED, f"could not roll: {'; '.join(done.failed)}", warning=True)
 
 
 async def delete(c: Ctx, plan: Plan) -> Exit | None:

@@ -91,6 +91,8 @@ class Dependencies:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     #: Leader fencing: may a side effect that takes up to this many seconds start now?
     may_act: Callable[[float], bool] = lambda _duration: True
+    #: Roll workloads that opted in after a rotation (needs list/patch on apps workloads).
+    rollout_workloads: bool = False
 
 
 class DatabaseReconciler:
@@ -178,10 +180,12 @@ class DatabaseReconciler:
                 return await act.rotate(c, plan, why, usable_before=secret_usable(o))
             case RepairSecret(plan, held):
                 return await act.store(c, plan, held)
-            case Adopt(generation, _, retire_at):
+            case Adopt(generation, operation, retire_at):
                 self._settle(p, o, adopted=generation)
                 p.status.previous_credentials_retire_at = retire_at
                 p.adopt(await self.writer.record_status(p.raw, p.status))
+                if operation == "rotate":
+                    await act.rollout(c, generation)
                 return None
             case Retire(plan, previous):
                 return await retire.retire(c, plan, previous, o)
