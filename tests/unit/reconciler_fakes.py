@@ -200,9 +200,14 @@ class MemoryDbms:
                 self.logins.pop(self.current_user[name], None)
                 out = self._issue(name, name)
         elif operation == "retire":
-            user = inputs.get("retiredUser") or _other(name, self.current_user.get(name, name))
-            self.bad_retires += user == self.current_user.get(name)
-            self.logins.pop(user, None)
+            current = self.current_user.get(name)
+            # Without a name (the Secret was lost): every login of this database but the current one.
+            users = [inputs["retiredUser"]] if inputs.get("retiredUser") else [
+                u for u in self.logins if (u == name or u.startswith(f"{name}_")) and u != current
+            ]  # fmt: skip
+            for user in users:
+                self.bad_retires += user == current
+                self.logins.pop(user, None)
         elif operation == "delete":
             self.passwords.pop(name, None)
             for user in [u for u in self.logins if u == name or u.startswith(f"{name}_")]:
