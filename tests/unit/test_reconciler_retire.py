@@ -73,6 +73,10 @@ async def test_rotation_keeps_the_previous_credentials_until_retire() -> None:
     assert status.get("previousCredentialsRetireAt") is None
     assert status.get("pendingOperation") is None
     assert reasons.RETIRED in h.events.reasons()
+    ready = h.ready()
+    assert ready is not None
+    assert ready[:2] == ("True", reasons.ROTATED)
+    assert "previous credentials were retired" in ready[2]
     assert h.dbms.bad_retires == 0
     await h.converge()
     assert _ops(h).count("retire") == 1
@@ -146,6 +150,7 @@ async def test_retire_failure_keeps_ready_true_and_is_retried() -> None:
     await h.converge()
     assert _ops(h) == ["create", "rotate", "retire"]
     assert _status(h).get("previousCredentialsRetireAt") is None
+    assert h.ready()[:2] == ("True", reasons.ROTATED)  # type: ignore[index]
 
 
 async def test_class_dropping_retire_leaves_the_previous_credentials_without_a_call() -> None:

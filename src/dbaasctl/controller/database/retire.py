@@ -67,6 +67,10 @@ async def record_retired(c: Ctx, *, called: bool) -> Exit | None:
             "and are left to the DBA"
         )
     c.event(reasons.RETIRED, note, warning=not called)
+    ready = p.ready()
+    if ready is not None and ready[0] == "True" and ready[1] in (reasons.ROTATED, reasons.RETIRE_FAILED):
+        # The message said until when the previous credentials work; now they do not.
+        p.set_ready("True", reasons.ROTATED, f"credentials rotated, in Secret {p.secret_name}; {note}")
     log.info("%s: %s", p.key, note, extra={"database": p.key, "endpoint": endpoint})
     p.adopt(await c.w.record_status(p.raw, p.status))
     c.memory.retired.discard(c.memory.ident(p))
