@@ -15,6 +15,7 @@ from dbaasctl.controller import reasons
 from dbaasctl.controller.database import DATABASES
 from dbaasctl.kube.controller import Result
 from dbaasctl.kube.resources import SECRETS
+from dbaasctl.observability.metrics import sample_value
 
 GRACE = 600.0
 PREVIOUS = "-credentials-previous"
@@ -147,7 +148,9 @@ async def test_retire_failure_keeps_ready_true_and_is_retried() -> None:
     h.clock.advance(GRACE + 1)
     await h.reconcile()
     assert h.ready()[:2] == ("True", reasons.RETIRE_FAILED)  # type: ignore[index]
+    assert sample_value(h.metrics_registry, "dbaasctl_database_rotations_failing") == 1
     await h.converge()
+    assert sample_value(h.metrics_registry, "dbaasctl_database_rotations_failing") == 0
     assert _ops(h) == ["create", "rotate", "retire"]
     assert _status(h).get("previousCredentialsRetireAt") is None
     assert h.ready()[:2] == ("True", reasons.ROTATED)  # type: ignore[index]

@@ -35,7 +35,7 @@ class DatabaseMetrics:
         )
         self.rotation_failing = m.gauge(
             "dbaasctl_database_rotations_failing",
-            "Databases whose last rotation attempt failed.",
+            "Databases whose last rotation attempt (rotate, or retire of a two-phase rotation) failed.",
             (),
             registry,
         )

@@ -274,7 +274,7 @@ class DatabaseReconciler:
             p.key,
             ready=ready,
             deleting=p.db.metadata.deletion_timestamp is not None,
-            rotate_failing=ready is not None and ready[1] == reasons.ROTATE_FAILED,
+            rotate_failing=ready is not None and ready[1] in (reasons.ROTATE_FAILED, reasons.RETIRE_FAILED),
         )
 
     async def _read_secret(self, p: Pass, *, fresh: bool) -> tuple[JsonDict | None, bool]:
