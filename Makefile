@@ -57,10 +57,11 @@ testbed-binaries: ## build (or reuse) etcd, kube-apiserver, -controller-manager,
 node-images: ## build (or reuse) the operator image from the Containerfile and the node's pause image
 	bash tests/e2e/node/build-images.sh >/dev/null
 
-lint: venv ## ruff check, ruff format --check, mypy --strict src
+lint: venv ## ruff check, ruff format --check, mypy --strict src (and the shared test fakes)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy --strict src
+	$(VENV)/bin/mypy --strict tests/support
 
 fmt: venv ## format and auto-fix with ruff
 	$(VENV)/bin/ruff format .

@@ -23,7 +23,7 @@ def _version(_: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from dbaasctl.render import RenderError, run
+    from dbaasctl.render import RenderError, RenderInputError, run
 
     try:
         run(
@@ -35,7 +35,7 @@ def _render(args: argparse.Namespace) -> int:
         )
     except RenderError as exc:
         print(f"dbaasctl render: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, RenderInputError) else 1
     return 0
 
 

@@ -42,20 +42,25 @@ class RenderError(Exception):
     """The manifests cannot be rendered; the message says why and is meant for the DBA."""
 
 
+class RenderInputError(RenderError):
+    """A file cannot be read or holds no usable manifest, or an argument is malformed: the DBA's
+    input, not the class, is wrong (exit status 2, like every other input error of the CLI)."""
+
+
 def load_manifest(path: Path, kind: str) -> dict[str, Any]:
     """The one document of `kind` in a YAML file (which may hold several documents)."""
     try:
         with path.open(encoding="utf-8") as fh:
             docs = [d for d in yaml.safe_load_all(fh) if d is not None]
     except OSError as exc:
-        raise RenderError(f"{path}: {exc.strerror}") from None
+        raise RenderInputError(f"{path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise RenderError(f"{path}: not valid YAML: {exc}") from None
+        raise RenderInputError(f"{path}: not valid YAML: {exc}") from None
     matching = [d for d in docs if isinstance(d, dict) and d.get("kind") == kind]
     if not matching:
-        raise RenderError(f"{path}: no {kind} document found")
+        raise RenderInputError(f"{path}: no {kind} document found")
     if len(matching) > 1:
-        raise RenderError(f"{path}: {len(matching)} {kind} documents found; keep one per file")
+        raise RenderInputError(f"{path}: {len(matching)} {kind} documents found; keep one per file")
     return matching[0]
 
 
@@ -95,7 +100,8 @@ def render_report(
                 notes.append(f"the class has no {op_name} operation")
             continue
         try:
-            inputs = render_inputs(op.inputs, ctx.with_previous(_previous_placeholder(spec)))
+            context = ctx.for_operation(op_name, db.status.credential_generation or 0)
+            inputs = render_inputs(op.inputs, context.with_previous(_previous_placeholder(spec)))
         except TemplateError as exc:
             raise RenderError(f"operations.{op_name}: {exc}") from None
         entry: dict[str, Any] = {"procedure": op.name, "inputs": inputs}
@@ -166,7 +172,7 @@ def _parse_results(pairs: Sequence[str] | None) -> dict[str, str] | None:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise RenderError(f"--result expects KEY=VALUE, got {pair!r}")
+            raise RenderInputError(f"--result expects KEY=VALUE, got {pair!r}")
         result[key] = value
     return result
 

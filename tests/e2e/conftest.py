@@ -21,7 +21,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in item.path.parents:
             item.add_marker(pytest.mark.e2e)
-    items.sort(key=lambda item: item.get_closest_marker("run_last") is not None)  # stable: order kept
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("run_first"):
+            return 0
+        return 2 if item.get_closest_marker("run_last") else 1
+
+    items.sort(key=rank)  # stable: order kept within each rank
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -348,10 +348,6 @@ def _short_token_release_starts_early(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("short_token_release")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect, open: the operator container restarted twice across the 600 s token expiry in the merged build (cause not yet found)",
-)
 @pytest.mark.run_last
 @pytest.mark.timeout(SHORT_TOKEN_SECONDS + 900)
 def test_an_expired_projected_token_does_not_interrupt_the_operator(
@@ -375,7 +371,11 @@ def test_an_expired_projected_token_does_not_interrupt_the_operator(
     # ... the kubelet wrote a new one, and the same container kept running on it.
     (pod,) = rel.ready_pods()
     assert pod["metadata"]["uid"] == st.pod["metadata"]["uid"]
-    assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
+    status = pod["status"]["containerStatuses"][0]
+    assert status["restartCount"] == 0, (
+        f"restarted: {status.get('lastState')}\n"
+        + rel.node.pod_log(rel.namespace, pod["metadata"]["name"], "operator")[-6000:]
+    )
     assert token_in(pod_process(rel.node, pod)) != st.first_token
 
     observer = Observer(kube)

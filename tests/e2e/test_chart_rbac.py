@@ -371,10 +371,6 @@ def owner_reference_enforcement_is_on(kube: KubeTools, namespace: str, user_ns: 
     return proc.returncode != 0 and "forbidden" in proc.stderr.lower()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect, open: with the merged reconciler and catalogue roles, removing the databases/finalizers or databaseclasses rule gives no Forbidden within 120 s (the other rules pass)",
-)
 @pytest.mark.parametrize("rule", list(RULES))
 def test_each_rule_is_needed(
     control_plane: KubeTools,

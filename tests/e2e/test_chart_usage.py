@@ -50,9 +50,12 @@ def notes_commands(notes: str, namespace: str) -> list[str]:
     return commands
 
 
+@pytest.mark.parametrize("catalog", [True, False], ids=["catalog-readers", "no-catalog-readers"])
 def test_a_developer_with_edit_can_follow_the_notes(
-    control_plane: KubeTools, crds: Path, namespace: str, app_namespace: str, tmp_path: Path
+    control_plane: KubeTools, crds: Path, namespace: str, app_namespace: str, tmp_path: Path, catalog: bool
 ) -> None:
+    """Every command NOTES suggests works for a developer bound to `edit`, with or without the
+    catalogue role; without it NOTES does not suggest what would be forbidden, and says why."""
     kube = control_plane
     class_doc = yaml.safe_load(SAMPLE_CLASS.read_text())
     class_doc["metadata"]["name"] = f"{namespace}-class"
@@ -68,6 +71,8 @@ def test_a_developer_with_edit_can_follow_the_notes(
         "databaseClasses": [{"name": class_doc["metadata"]["name"], "spec": class_doc["spec"]}],
         "keepDatabaseClassesOnUninstall": False,
     }
+    if not catalog:
+        values["rbac"] = {"catalogReaders": []}
     (tmp_path / "values.yaml").write_text(yaml.safe_dump(values))
     notes = kube.helm(
         "install", "rel", str(CHART), "-n", namespace, "-f", str(tmp_path / "values.yaml")
@@ -81,8 +86,12 @@ def test_a_developer_with_edit_can_follow_the_notes(
         )  # fmt: skip
         dev = kube.service_account_kubeconfig(app_namespace, "dev", create=False)
         commands = notes_commands(notes, app_namespace)
-        assert any(c.startswith("kubectl get dbaas") for c in commands), notes
-        assert any("get operatorconfig" in c for c in commands), notes
+        if catalog:
+            assert any(c.startswith("kubectl get dbaas") for c in commands), notes
+            assert any("get operatorconfig" in c for c in commands), notes
+        else:
+            assert commands == [f"kubectl get databases -n {app_namespace}"], notes
+            assert "rbac.catalogReaders is empty" in notes, notes
         # The aggregation controller folds the chart's roles into `edit` asynchronously.
         assert poll(lambda: as_user(dev, commands[0]).returncode == 0, 60), as_user(dev, commands[0]).stderr
         outputs = {}
@@ -90,10 +99,15 @@ def test_a_developer_with_edit_can_follow_the_notes(
             proc = as_user(dev, command)
             assert proc.returncode == 0, f"{command}\n{proc.stderr}"
             outputs[command] = proc.stdout
-        text = "\n".join(outputs.values())
-        assert class_doc["metadata"]["name"] in text  # the classes, with their parameters
-        assert "dbaas.create_database" in text  # -o yaml: the procedures (and any declared parameters)
-        assert f"{class_doc['metadata']['name']}: pg-main" in text  # endpoints per class
+        if catalog:
+            text = "\n".join(outputs.values())
+            assert class_doc["metadata"]["name"] in text  # the classes, with their parameters
+            assert "dbaas.create_database" in text  # -o yaml: the procedures (and any declared parameters)
+            assert f"{class_doc['metadata']['name']}: pg-main" in text  # endpoints per class
+        else:
+            proc = as_user(dev, f"kubectl get dbaas -n {app_namespace}")
+            assert proc.returncode != 0
+            assert "forbidden" in proc.stderr.lower(), proc.stderr
         # What stays closed: DSN Secrets, other namespaces' Databases, writing classes.
         for forbidden in (
             f"kubectl -n {namespace} get secrets",
@@ -147,10 +161,6 @@ def test_notes_warn_about_missing_dsn_secrets_and_classes(
         kube.helm("uninstall", "rel", "-n", namespace)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect, open: Helm 4 upgrades with server-side apply by default, so a hand edit of the OperatorConfig now conflicts; docs/helm.md describes Helm 3's 3-way merge",
-)
 def test_upgrade_and_hand_edits_of_the_operator_config(
     control_plane: KubeTools, crds: Path, namespace: str, tmp_path: Path
 ) -> None:
@@ -194,16 +204,40 @@ def test_upgrade_and_hand_edits_of_the_operator_config(
         assert shown.returncode == 1, shown.stdout + shown.stderr
         assert "keepalive: 7" in shown.stdout
 
-        # Same values: nothing is sent, every hand edit stays.
-        kube.helm("upgrade", "rel", str(CHART), "-n", namespace, "-f", str(path))
+        # Helm 4 applies server-side: a hand edit of a field the chart sets is a conflict, and the
+        # upgrade fails naming the field and who edited it; nothing is overwritten.
+        refused = kube.helm("upgrade", "rel", str(CHART), "-n", namespace, "-f", str(path), check=False)
+        assert refused.returncode != 0
+        assert "conflict" in refused.stderr.lower(), refused.stderr
+        assert ".spec.keepalive" in refused.stderr, refused.stderr
         spec = live()
         assert spec["keepalive"] == 7
         assert spec["dbms"][0]["endpoints"][0]["rps"] == 9  # type: ignore[index]
 
-        # A change under dbms: the whole list is replaced; a field the chart did not change stays.
+        # --force-conflicts: the chart's values win over every hand edit of a field it sets.
+        kube.helm("upgrade", "rel", str(CHART), "-n", namespace, "-f", str(path), "--force-conflicts")
+        spec = live()
+        assert spec["keepalive"] == 30
+        assert spec["dbms"][0]["endpoints"][0] == endpoint  # type: ignore[index]
+        clean = subprocess.run(
+            ["bash", "-c", drift], capture_output=True, text=True, timeout=120, check=False
+        )
+        assert clean.returncode == 0, clean.stdout + clean.stderr
+
+        # --server-side=false: Helm 3's client-side merge from the previous release's manifest. With
+        # the same values nothing is sent and every hand edit stays...
+        kube.kubectl(
+            "-n", namespace, "patch", "operatorconfig", "rel-dbaasctl", "--type=merge", "-p", json.dumps(hand)
+        )
+        kube.helm("upgrade", "rel", str(CHART), "-n", namespace, "-f", str(path), "--server-side=false")
+        spec = live()
+        assert spec["keepalive"] == 7
+        assert spec["dbms"][0]["endpoints"][0]["rps"] == 9  # type: ignore[index]
+
+        # ...and a change under dbms replaces the whole list; a field the chart did not change stays.
         endpoint["burst"] = 3
         path.write_text(yaml.safe_dump(values))
-        kube.helm("upgrade", "rel", str(CHART), "-n", namespace, "-f", str(path))
+        kube.helm("upgrade", "rel", str(CHART), "-n", namespace, "-f", str(path), "--server-side=false")
         spec = live()
         assert spec["keepalive"] == 7
         assert spec["dbms"][0]["endpoints"][0] == endpoint  # type: ignore[index]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from dbaasctl.kube.errors import ApiError
@@ -36,33 +37,50 @@ def _split(selector: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
+@dataclass(frozen=True)
+class _Requirement:
+    """One comma-separated part of a label selector."""
+
+    key: str
+    op: str  # in | notin | != | = | exists | !exists
+    values: frozenset[str] = frozenset()
+
+    def holds(self, labels: Mapping[str, str]) -> bool:
+        value = labels.get(self.key)
+        if self.op == "in":
+            return value in self.values
+        if self.op == "notin":
+            return value not in self.values
+        if self.op == "!=":
+            return value not in self.values
+        if self.op == "=":
+            return value in self.values
+        return (self.key in labels) == (self.op == "exists")
+
+
+def _requirement(selector: str, req: str) -> _Requirement:
+    set_match = _SET.match(req)
+    if set_match:
+        key, op, values = set_match.group(1), set_match.group(2), set_match.group(3)
+        return _Requirement(key, op, frozenset(v.strip() for v in values.split(",") if v.strip()))
+    if "!=" in req:
+        key, value = (s.strip() for s in req.split("!=", 1))
+        return _Requirement(key, "!=", frozenset({value}))
+    if "=" in req:
+        key, value = (s.strip() for s in req.replace("==", "=").split("=", 1))
+        return _Requirement(key, "=", frozenset({value}))
+    if req.startswith("!"):
+        return _Requirement(req[1:].strip(), "!exists")
+    if re.fullmatch(r"[\w./-]+", req):
+        return _Requirement(req, "exists")
+    raise _bad(selector, "unable to parse label selector")
+
+
 def label_matcher(selector: str | None) -> Matcher:
     """`a=b`, `a==b`, `a!=b`, `a`, `!a`, `a in (x,y)`, `a notin (x)`, comma-joined (all must hold)."""
     if not selector:
         return lambda _obj: True
-    tests: list[Callable[[Mapping[str, str]], bool]] = []
-    for req in _split(selector):
-        set_match = _SET.match(req)
-        if set_match:
-            key, op, values = set_match.group(1), set_match.group(2), set_match.group(3)
-            allowed = {v.strip() for v in values.split(",") if v.strip()}
-            if op == "in":
-                tests.append(lambda labels, k=key, a=allowed: labels.get(k) in a)
-            else:
-                tests.append(lambda labels, k=key, a=allowed: labels.get(k) not in a)
-        elif "!=" in req:
-            key, value = (s.strip() for s in req.split("!=", 1))
-            tests.append(lambda labels, k=key, v=value: labels.get(k) != v)
-        elif "=" in req:
-            key, value = (s.strip() for s in req.replace("==", "=").split("=", 1))
-            tests.append(lambda labels, k=key, v=value: labels.get(k) == v)
-        elif req.startswith("!"):
-            negated = req[1:].strip()
-            tests.append(lambda labels, k=negated: k not in labels)
-        elif re.fullmatch(r"[\w./-]+", req):
-            tests.append(lambda labels, k=req: k in labels)
-        else:
-            raise _bad(selector, "unable to parse label selector")
+    tests = [_requirement(selector, req).holds for req in _split(selector)]
 
     def match(obj: Mapping[str, Any]) -> bool:
         labels = (obj.get("metadata") or {}).get("labels") or {}

@@ -82,7 +82,7 @@ def test_unreadable_files(tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
     assert_one_clear_line(run("check", "-f", str(missing)), 2, str(missing))
     assert_one_clear_line(
-        run("render", "-c", str(missing), "-d", str(SAMPLES / "database.yaml")), 1, str(missing)
+        run("render", "-c", str(missing), "-d", str(SAMPLES / "database.yaml")), 2, str(missing)
     )
     directory = tmp_path / "dir.yaml"
     directory.mkdir()

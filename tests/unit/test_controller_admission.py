@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -111,14 +111,21 @@ def refused(fn: Callable[[], Any], reason: str) -> str:
     return info.value.message
 
 
+async def refused_async(call: Awaitable[Any], reason: str) -> str:
+    with pytest.raises(AdmissionError) as info:
+        await call
+    assert info.value.reason == reason, info.value.message
+    return info.value.message
+
+
 async def test_happy_path_renders_inputs_and_secret(world: World) -> None:
     await world.configure(config(("pg", [{"name": "pg", "dsn": PG_DSN}])))
     plan = world.admission.admit(db(), strict=True)
-    assert plan.operation("create") == (
+    assert await plan.operation("create") == (
         "dbaas.create_database",
         {"k8sNamespace": "shop", "k8sName": "orders"},
     )
-    data = plan.secret_data({"username": "u", "password": "p", "dbName": "d"})
+    data = await plan.secret_data({"username": "u", "password": "p", "dbName": "d"})
     assert data["host"] == "db.internal"  # the DSN's host stands in for a result without one
     assert data["port"] == "5433"
     assert data["uri"] == "postgresql://u:p@db.internal:5433/d"
@@ -211,9 +218,9 @@ async def test_declared_parameters(world: World) -> None:
         reasons.INVALID_PARAMETERS,
     )
     plan = world.admission.admit(db(params={"tier": "small"}), strict=True)
-    assert plan.operation("create")[1] == {"t": "small", "o": "team-a"}
+    assert (await plan.operation("create"))[1] == {"t": "small", "o": "team-a"}
     lenient = world.admission.admit(db(params={"tier": "retired-value"}), strict=False)
-    assert lenient.operation("create")[1] == {"t": "retired-value", "o": "team-a"}
+    assert (await lenient.operation("create"))[1] == {"t": "retired-value", "o": "team-a"}
 
 
 async def test_template_and_operation_errors(world: World) -> None:
@@ -226,9 +233,11 @@ async def test_template_and_operation_errors(world: World) -> None:
     )
     await world.configure(config(("pg", [{"name": "pg", "dsn": PG_DSN}])))
     plan = world.admission.admit(db(), strict=True)
-    assert "params.prefix" in refused(lambda: plan.operation("create"), reasons.TEMPLATE_ERROR)
-    assert "secretFormat 'dsn'" in refused(plan.check_secret_format, reasons.TEMPLATE_ERROR)
-    assert "no rotate procedure" in refused(lambda: plan.operation("rotate"), reasons.OPERATION_NOT_SUPPORTED)
+    assert "params.prefix" in await refused_async(plan.operation("create"), reasons.TEMPLATE_ERROR)
+    assert "secretFormat 'dsn'" in await refused_async(plan.check_secret_format(), reasons.TEMPLATE_ERROR)
+    assert "no rotate procedure" in await refused_async(
+        plan.operation("rotate"), reasons.OPERATION_NOT_SUPPORTED
+    )
 
 
 async def test_secret_render_error_never_shows_result_values(world: World) -> None:
@@ -237,9 +246,9 @@ async def test_secret_render_error_never_shows_result_values(world: World) -> No
     )
     await world.configure(config(("pg", [{"name": "pg", "dsn": PG_DSN}])))
     plan = world.admission.admit(db(), strict=True)
-    assert plan.secret_data({"password": "p", "user": "u"}) == {"pw": "p", "user": "u"}
+    assert await plan.secret_data({"password": "p", "user": "u"}) == {"pw": "p", "user": "u"}
     with pytest.raises(SecretRenderError) as info:
-        plan.secret_data({"password": "hunter2-secret"})
+        await plan.secret_data({"password": "hunter2-secret"})
     assert "result.user" in str(info.value)
     assert "hunter2-secret" not in str(info.value)
 

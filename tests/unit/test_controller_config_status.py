@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from dbaasctl.api.operatorconfig import EndpointHealth as Entry
-from dbaasctl.controller.config import CHECK_TIME_REFRESH, health_entries
+from dbaasctl.controller.config_status import CHECK_TIME_REFRESH, health_entries
 from dbaasctl.dbms.endpoints import EndpointHealth as Live
 from dbaasctl.dbms.tls import TlsState
 

@@ -11,9 +11,10 @@ from reconciler_fakes import SERVER_ERROR, Fault
 from reconciler_harness import NS, Harness, database_class
 
 from dbaasctl.controller import reasons
-from dbaasctl.controller.database.act import FENCE_MARGIN
+from dbaasctl.controller.database.act import FENCE_MARGIN, describe
 from dbaasctl.controller.database.dbms import DBMS_BACKOFF_BASE
 from dbaasctl.kube.controller import Controller, Result
+from dbaasctl.kube.errors import ApiError
 from dbaasctl.kube.resources import SECRETS
 from dbaasctl.observability.metrics import sample_value
 
@@ -226,3 +227,17 @@ async def test_no_procedure_call_without_a_lease_that_outlasts_it() -> None:
     h.reconciler.d.may_act = lambda duration: duration < 15.0
     await h.converge()
     assert [c.operation for c in h.dbms.calls] == ["create"]
+
+
+def test_a_refused_write_names_what_the_server_refused() -> None:
+    """An RBAC or admission refusal is only actionable with the server's words: which permission."""
+    forbidden = ApiError(
+        403,
+        "Forbidden",
+        'secrets "orders-credentials" is forbidden: cannot set blockOwnerDeletion if an ownerReference '
+        'refers to a resource you can\'t set finalizers on: User "system:serviceaccount:ops:dbaasctl" '
+        'cannot update resource "databases/finalizers" in API group "dbaasctl.io"',
+    )
+    assert describe(forbidden).startswith("403 Forbidden: secrets")
+    assert '"databases/finalizers"' in describe(forbidden)
+    assert describe(ApiError(500, "InternalError", "etcdserver: request timed out")) == "500 InternalError"

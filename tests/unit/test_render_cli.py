@@ -131,8 +131,6 @@ def test_render_postgres_params_and_placeholders(tmp_path: Path, capsys: pytest.
         (MARIADB_CLASS.replace("{{ .Result.password }}", "{{ ''.__class__ }}"), DATABASE, "not allowed in the template sandbox"),
         (PG_CLASS, DATABASE, "params: unknown params department"),
         (PG_CLASS, DATABASE.replace('size: "5"', 'size: "five"'), "params.size does not match"),
-        (MARIADB_CLASS, "kind: ConfigMap\n", "no Database document found"),
-        (MARIADB_CLASS, "spec: [unclosed", "not valid YAML"),
         (MARIADB_CLASS.replace("driver: mariadb", "driver: oracle"), DATABASE, "invalid DatabaseClass"),
     ],
 )  # fmt: skip
@@ -147,10 +145,26 @@ def test_render_errors_exit_non_zero(
     assert message in err
 
 
-def test_render_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run_cli(capsys, "-c", str(tmp_path / "nope.yaml"), "-d", str(tmp_path / "nope.yaml"))
-    assert code == 1
-    assert "nope.yaml" in err
+@pytest.mark.parametrize(
+    ("db_text", "extra", "message"),
+    [
+        (None, [], "nope.yaml: No such file or directory"),
+        ("kind: ConfigMap\n", [], "no Database document found"),
+        ("spec: [unclosed", [], "not valid YAML"),
+        (DATABASE, ["-r", "novalue"], "--result expects KEY=VALUE"),
+    ],
+    ids=["missing", "no-document", "not-yaml", "bad-result"],
+)
+def test_render_input_errors_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], db_text: str | None, extra: list[str], message: str
+) -> None:
+    """Input errors exit 2, as `--help` documents; a class that cannot be rendered exits 1."""
+    cls = write(tmp_path, "class.yaml", MARIADB_CLASS)
+    db = tmp_path / "nope.yaml" if db_text is None else write(tmp_path, "db.yaml", db_text)
+    code, out, err = run_cli(capsys, "-c", str(cls), "-d", str(db), *extra)
+    assert code == 2
+    assert out == ""
+    assert message in err
 
 
 def test_version_still_works(capsys: pytest.CaptureFixture[str]) -> None:

@@ -288,10 +288,10 @@ def test_any_value_round_trips(value: str, key: str) -> None:
 def test_compiled_templates_are_cached() -> None:
     text = "{{ metadata.namespace }}/{{ metadata.name }}/cache-test"
     render(text)
-    before = templates._compile.cache_info()
+    before = templates.rendering._compiled.cache_info()
     for _ in range(200):
         render(text)
-    after = templates._compile.cache_info()
+    after = templates.rendering._compiled.cache_info()
     assert after.hits - before.hits == 200
     assert after.misses == before.misses
 

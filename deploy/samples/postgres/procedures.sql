@@ -10,6 +10,13 @@
 -- Role creation and passwords stay local: no password is ever sent through dblink, so none lands in a
 -- statement log. The functions are SECURITY DEFINER: the operator's own login only needs EXECUTE.
 --
+-- Exactly once: create and rotate take the operator's idempotency key (`{{ operation.id }}`, one per
+-- intent) as `intent`. When the operator repeats a call because the answer of the first was lost, the
+-- key is already recorded: the function returns the same credentials and changes nothing. No password
+-- is stored for that: a keyed call's password is derived from the key and a random secret that never
+-- leaves this database (SHA-256 in an HMAC-like nesting), so the repeat can compute it again. Without a
+-- key (older classes) each call issues a fresh random password, as before.
+--
 -- Install (as a superuser, into the database the operator's DSN names, e.g. `dbaas`):
 --   psql -v loopback_user=<superuser> -v loopback_password=<its password> -d dbaas -f procedures.sql
 -- Optional: what applications should connect to, if not the address the operator used:
@@ -30,6 +37,21 @@ CREATE TABLE IF NOT EXISTS dbaas.databases (
   rotated_at  timestamptz,
   PRIMARY KEY (namespace, name)
 );
+-- One row per keyed create or rotate that took effect: a repeat of the same key is recognised here.
+CREATE TABLE IF NOT EXISTS dbaas.intents (
+  intent      text PRIMARY KEY,
+  op          text NOT NULL,
+  ident       text NOT NULL,
+  done_at     timestamptz NOT NULL DEFAULT now()
+);
+-- The secret keyed passwords are derived from; generated once, readable by superusers only.
+CREATE TABLE IF NOT EXISTS dbaas.password_key (
+  id     smallint PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+  secret text NOT NULL
+);
+INSERT INTO dbaas.password_key(secret)
+  SELECT replace(gen_random_uuid()::text, '-', '') || replace(gen_random_uuid()::text, '-', '')
+  ON CONFLICT DO NOTHING;
 
 -- The loopback server: the Unix socket of this very server (no listen address needed).
 DO $$
@@ -59,6 +81,26 @@ LANGUAGE sql VOLATILE AS $$
   SELECT replace(gen_random_uuid()::text, '-', '') || replace(gen_random_uuid()::text, '-', '')
 $$;
 
+-- The password of a keyed call: the same for every repeat of one intent, unpredictable without the secret.
+CREATE OR REPLACE FUNCTION dbaas.intent_password(intent text) RETURNS text
+LANGUAGE sql STABLE AS $$
+  SELECT encode(sha256(convert_to(k.secret || encode(sha256(convert_to(k.secret || intent, 'UTF8')), 'hex'),
+                                  'UTF8')), 'hex')
+  FROM dbaas.password_key k
+$$;
+
+-- Records a keyed call; false when the key was recorded before (this call repeats one that took effect).
+-- A repeat racing the first call waits on the key's row until the first one's transaction ends.
+CREATE OR REPLACE FUNCTION dbaas.first_call(intent text, op text, ident text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF intent IS NULL OR intent = '' THEN
+    RETURN true;
+  END IF;
+  INSERT INTO dbaas.intents(intent, op, ident) VALUES (intent, op, ident) ON CONFLICT DO NOTHING;
+  RETURN FOUND;
+END $$;
+
 CREATE OR REPLACE FUNCTION dbaas.credentials(ident text, password text)
 RETURNS TABLE(key text, value text)
 LANGUAGE sql STABLE AS $$
@@ -74,17 +116,25 @@ LANGUAGE sql STABLE AS $$
   ) AS t(k, v)
 $$;
 
-CREATE OR REPLACE FUNCTION dbaas.create_database(k8sNamespace text, k8sName text)
+-- Earlier versions took no intent: drop them, or a two-argument call would be ambiguous.
+DROP FUNCTION IF EXISTS dbaas.create_database(text, text);
+DROP FUNCTION IF EXISTS dbaas.rotate_password(text, text);
+
+CREATE OR REPLACE FUNCTION dbaas.create_database(k8sNamespace text, k8sName text, intent text DEFAULT NULL)
 RETURNS TABLE(key text, value text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 DECLARE
   id text := dbaas.ident(k8sNamespace, k8sName);
-  pw text := dbaas.new_password();
+  pw text := coalesce(dbaas.intent_password(nullif(intent, '')), dbaas.new_password());
   owner_ns text;
   owner_name text;
 BEGIN
   IF coalesce(k8sNamespace, '') = '' OR coalesce(k8sName, '') = '' THEN
     RAISE EXCEPTION 'namespace and name are required';
+  END IF;
+  IF NOT dbaas.first_call(intent, 'create', id) THEN
+    RETURN QUERY SELECT * FROM dbaas.credentials(id, pw);  -- a repeat: the same answer, no change
+    RETURN;
   END IF;
   SELECT d.namespace, d.name INTO owner_ns, owner_name FROM dbaas.databases d WHERE d.ident = id;
   IF FOUND AND (owner_ns, owner_name) IS DISTINCT FROM (k8sNamespace, k8sName) THEN
@@ -106,15 +156,19 @@ BEGIN
   RETURN QUERY SELECT * FROM dbaas.credentials(id, pw);
 END $$;
 
-CREATE OR REPLACE FUNCTION dbaas.rotate_password(k8sNamespace text, k8sName text)
+CREATE OR REPLACE FUNCTION dbaas.rotate_password(k8sNamespace text, k8sName text, intent text DEFAULT NULL)
 RETURNS TABLE(key text, value text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 DECLARE
   id text := dbaas.ident(k8sNamespace, k8sName);
-  pw text := dbaas.new_password();
+  pw text := coalesce(dbaas.intent_password(nullif(intent, '')), dbaas.new_password());
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = id) THEN
     RAISE EXCEPTION 'no database for %/% (role % does not exist)', k8sNamespace, k8sName, id;
+  END IF;
+  IF NOT dbaas.first_call(intent, 'rotate', id) THEN
+    RETURN QUERY SELECT * FROM dbaas.credentials(id, pw);  -- a repeat: the same answer, no change
+    RETURN;
   END IF;
   EXECUTE format('ALTER ROLE %I WITH PASSWORD %L', id, pw);
   UPDATE dbaas.databases SET rotated_at = now() WHERE ident = id;
@@ -131,6 +185,7 @@ BEGIN
   PERFORM dblink_exec('dbaas_loopback', format('DROP DATABASE IF EXISTS %I WITH (FORCE)', id));
   PERFORM dblink_exec('dbaas_loopback', format('DROP ROLE IF EXISTS %I', id));
   DELETE FROM dbaas.databases WHERE ident = id;
+  DELETE FROM dbaas.intents i WHERE i.ident = id;
 END $$;
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dbaas FROM PUBLIC;

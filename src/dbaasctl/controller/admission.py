@@ -13,7 +13,7 @@ paths skip the namespace rule and apply parameter defaults without re-validating
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,7 +24,8 @@ from dbaasctl.controller import reasons
 from dbaasctl.controller.config import Binding, ConfigState
 from dbaasctl.controller.secrets import MissingResultKey, binding_data
 from dbaasctl.dbms.drivers import DRIVER_KINDS
-from dbaasctl.templates import TemplateContext, TemplateError, render_inputs, render_secret, validate_template
+from dbaasctl.templates import TemplateContext, TemplateError
+from dbaasctl.templates.offloop import Renders
 
 __all__ = ["Admission", "AdmissionError", "NotReadyError", "Plan", "SecretRenderError"]
 
@@ -58,12 +59,16 @@ class Plan:
     context: TemplateContext
     endpoint_host: str | None
     endpoint_port: int | None
+    #: status.credentialGeneration when admitted: part of each operation's idempotency key.
+    generation: int = 0
+    #: Where templates are rendered: off the event loop, once per pass (share one per pass).
+    renders: Renders = field(default_factory=Renders, compare=False)
 
     @property
     def driver(self) -> str:
         return self.klass.driver
 
-    def operation(
+    async def operation(
         self, op: OperationName, previous: Mapping[str, str] | None = None
     ) -> tuple[str, dict[str, str]]:
         """The procedure name and rendered inputs of one operation; `previous`: the superseded Secret's
@@ -75,29 +80,30 @@ class Plan:
                 f"DatabaseClass {self.class_name} declares no {op} procedure",
             )
         try:
-            context = self.context if previous is None else self.context.with_previous(previous)
-            inputs = render_inputs(operation.inputs, context)
+            context = self.context.for_operation(op, self.generation)
+            if previous is not None:
+                context = context.with_previous(previous)
+            inputs = await self.renders.inputs(operation.inputs, context)
         except TemplateError as exc:
             raise AdmissionError(
                 reasons.TEMPLATE_ERROR, f"DatabaseClass {self.class_name} operations.{op}: {exc}"
             ) from None
         return operation.name, inputs
 
-    def check_secret_format(self) -> None:
+    async def check_secret_format(self) -> None:
         """Compile the secretFormat templates before any procedure runs (syntax, sandbox rules)."""
-        for key, text in self.klass.secret_format.items():
-            try:
-                validate_template(text)
-            except TemplateError as exc:
-                raise AdmissionError(
-                    reasons.TEMPLATE_ERROR, f"DatabaseClass {self.class_name} secretFormat {key!r}: {exc}"
-                ) from None
+        try:
+            await self.renders.validate(self.klass.secret_format)
+        except TemplateError as exc:
+            raise AdmissionError(
+                reasons.TEMPLATE_ERROR, f"DatabaseClass {self.class_name} secretFormat {exc.key!r}: {exc}"
+            ) from None
 
-    def secret_data(self, result: Mapping[str, str]) -> dict[str, str]:
+    async def secret_data(self, result: Mapping[str, str]) -> dict[str, str]:
         """The Secret's data: the class's secretFormat, or the Service Binding layout without one."""
         if self.klass.secret_format:
             try:
-                return render_secret(self.klass.secret_format, self.context.with_result(result))
+                return await self.renders.secret(self.klass.secret_format, self.context.with_result(result))
             except TemplateError as exc:
                 raise SecretRenderError(f"DatabaseClass {self.class_name}: {exc}") from None
         try:
@@ -241,6 +247,7 @@ class Admission:
             context=context,
             endpoint_host=binding.host,
             endpoint_port=binding.port,
+            generation=db.status.credential_generation or 0,
         )
 
     def _needs_labels(self, binding: Binding, namespace: str) -> bool:

@@ -24,149 +24,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from prometheus_client import CollectorRegistry
 
 from dbaasctl.dbms.drivers import Driver, ProcedureError, Reason, RoutineInfo, create_driver
 from dbaasctl.dbms.drivers.base import ENDPOINT_REASONS, DbmsError
 from dbaasctl.dbms.dsn import Dsn, DsnError, parse_dsn
-from dbaasctl.dbms.tls import TlsState, satisfies
-from dbaasctl.observability import metrics
+from dbaasctl.dbms.endpoint import Endpoint, EndpointHealth, EndpointMetrics, EndpointSpec
+from dbaasctl.dbms.tls import TlsState
 from dbaasctl.primitives.clock import utc_now
-from dbaasctl.primitives.tokenbucket import Clock, Sleep, TokenBucket
+from dbaasctl.primitives.tokenbucket import Clock, Sleep
 from dbaasctl.redaction import redact, register_secret
+
+__all__ = ["EndpointHealth", "EndpointRegistry", "EndpointSpec"]
 
 log = logging.getLogger(__name__)
 
 DriverFactory = Callable[..., Driver]
 HealthListener = Callable[[str, "EndpointHealth"], None]
-
-
-@dataclass(frozen=True)
-class EndpointSpec:
-    """One configured endpoint, as OperatorConfig (+ its DSN Secret) describes it."""
-
-    name: str
-    driver: str  # the DatabaseClass driver: postgres | mysql | mariadb | sqlserver | odbc
-    dsn: str = field(repr=False)
-    rps: float = 0.0  # operations per second; 0 = unlimited
-    burst: int = 0  # 0 = max(1, ceil(rps))
-    max_concurrent: int = 10
-    operation_timeout: float = 30.0
-    keepalive: float = 30.0  # seconds between pings; 0 = no keepalive
-    connect_timeout: float = 10.0
-    tls_minimum: TlsState = TlsState.PLAINTEXT  # weakest link the endpoint may use
-
-    def __post_init__(self) -> None:
-        if self.rps < 0 or self.burst < 0:
-            raise ValueError(f"endpoint {self.name}: rps and burst must not be negative")
-        if self.max_concurrent < 1:
-            raise ValueError(f"endpoint {self.name}: maxConcurrentOperations must be at least 1")
-        if self.operation_timeout <= 0 or self.connect_timeout <= 0 or self.keepalive < 0:
-            raise ValueError(f"endpoint {self.name}: timeouts must be positive")
-
-    def _pool_key(self) -> tuple[object, ...]:
-        return (self.driver, self.dsn, self.max_concurrent, self.connect_timeout)
-
-
-@dataclass(frozen=True)
-class EndpointHealth:
-    endpoint: str
-    healthy: bool | None  # None until the first ping or call
-    last_check: dt.datetime | None = None
-    last_error: str | None = None  # redacted
-    since: dt.datetime | None = None  # when `healthy` last changed
-    tls: TlsState = TlsState.UNKNOWN  # of the link the last ping or call used
-
-
-class _Metrics:
-    def __init__(self, registry: CollectorRegistry | None) -> None:
-        self.up = metrics.gauge(
-            "dbaasctl_endpoint_up",
-            "1 when the DBMS endpoint answers, 0 when it does not.",
-            ["endpoint"],
-            registry,
-        )
-        self.tls = metrics.gauge(
-            "dbaasctl_endpoint_tls",
-            "1 for the TLS state of the endpoint's link (verified, encrypted, plaintext or unknown).",
-            ["endpoint", "state"],
-            registry,
-        )
-        self.operations = metrics.counter(
-            "dbaasctl_dbms_operations_total",
-            "DBMS operations by endpoint, operation and result (success or an error reason).",
-            ["endpoint", "operation", "result"],
-            registry,
-        )
-        self.duration = metrics.histogram(
-            "dbaasctl_dbms_operation_duration_seconds",
-            "Time spent in the DBMS per operation (after the rate limiter and concurrency cap).",
-            ["endpoint", "operation"],
-            (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
-            registry,
-        )
-        self.waiting = metrics.histogram(
-            "dbaasctl_dbms_operation_wait_seconds",
-            "Time an operation waited for the endpoint's rate limiter and concurrency cap.",
-            ["endpoint"],
-            (0.001, 0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
-            registry,
-        )
-
-
-class _Endpoint:
-    def __init__(
-        self,
-        spec: EndpointSpec,
-        driver: Driver | None,
-        config_error: str | None,
-        *,
-        clock: Clock,
-        sleep: Sleep,
-    ) -> None:
-        self.spec = spec
-        self.driver = driver
-        self.config_error = config_error
-        self.bucket = TokenBucket(spec.rps, spec.burst or None, clock=clock, sleep=sleep)
-        self.slots = asyncio.Semaphore(spec.max_concurrent)
-        self.inflight = 0
-        self.idle = asyncio.Event()
-        self.idle.set()
-        self.keepalive: asyncio.Task[None] | None = None
-        self.health = EndpointHealth(endpoint=spec.name, healthy=None)
-        self.retry_at = 0.0  # registry clock: when an open circuit lets the next probe call through
-        self.probing = False
-        self.cause: DbmsError | None = None  # why it went down, named again while the circuit is open
-        self.apply_tls_policy()
-
-    def reconfigure(self, spec: EndpointSpec) -> None:
-        self.bucket.configure(spec.rps, spec.burst or None)
-        self.spec = spec
-        self.apply_tls_policy()
-
-    def apply_tls_policy(self) -> None:
-        """Drivers that can see their link also refuse, per connection, below the minimum."""
-        if self.driver is not None and hasattr(self.driver, "tls_minimum"):
-            self.driver.tls_minimum = self.spec.tls_minimum
-
-    def observed_tls(self) -> TlsState:
-        tls_state = getattr(self.driver, "tls_state", None)
-        return TlsState(tls_state()) if callable(tls_state) else TlsState.UNKNOWN
-
-    def tls_problem(self) -> str | None:
-        """Why the link breaks the policy, when it is known to; None when allowed or not yet seen."""
-        state, minimum = self.health.tls, self.spec.tls_minimum
-        if satisfies(state, minimum):
-            return None
-        if state is TlsState.UNKNOWN and hasattr(self.driver, "tls_state"):
-            return None  # not seen yet: the driver checks the connection before the first call
-        return f"the link is {state}, the endpoint's TLS policy requires {minimum}"
 
 
 class EndpointRegistry:
@@ -183,10 +62,10 @@ class EndpointRegistry:
         self._cooldown = breaker_cooldown
         self._sleep = sleep
         self._factory = driver_factory
-        self._endpoints: dict[str, _Endpoint] = {}
+        self._endpoints: dict[str, Endpoint] = {}
         self._retiring: set[asyncio.Task[None]] = set()
         self._listeners: list[HealthListener] = []
-        self._metrics = _Metrics(registry)
+        self._metrics = EndpointMetrics(registry)
         self._apply_lock = asyncio.Lock()
         self._closed = False
 
@@ -223,7 +102,7 @@ class EndpointRegistry:
                     log.info("endpoint added", extra={"endpoint": name})
                 self._start_keepalive(self._endpoints[name])
 
-    def _build(self, spec: EndpointSpec) -> _Endpoint:
+    def _build(self, spec: EndpointSpec) -> Endpoint:
         driver: Driver | None = None
         error: str | None = None
         try:
@@ -239,19 +118,19 @@ class EndpointRegistry:
         except (DsnError, DbmsError, ValueError) as exc:
             error = redact(str(exc))
             log.warning("endpoint misconfigured: %s", error, extra={"endpoint": spec.name})
-        ep = _Endpoint(spec, driver, error, clock=self._clock, sleep=self._sleep)
+        ep = Endpoint(spec, driver, error, clock=self._clock, sleep=self._sleep)
         if error is not None:
             self._set_health(ep, False, error)
         return ep
 
-    def _retire(self, ep: _Endpoint) -> None:
+    def _retire(self, ep: Endpoint) -> None:
         if ep.keepalive is not None:
             ep.keepalive.cancel()
         task = asyncio.get_running_loop().create_task(self._drain_and_close(ep))
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
 
-    async def _drain_and_close(self, ep: _Endpoint) -> None:
+    async def _drain_and_close(self, ep: Endpoint) -> None:
         if ep.keepalive is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await ep.keepalive
@@ -295,7 +174,7 @@ class EndpointRegistry:
         ep = self._endpoints.get(endpoint)
         return ep.spec if ep else None
 
-    def _set_health(self, ep: _Endpoint, healthy: bool, error: str | None) -> None:
+    def _set_health(self, ep: Endpoint, healthy: bool, error: str | None) -> None:
         now = utc_now()
         previous = ep.health
         tls = ep.observed_tls() if ep.driver is not None else previous.tls
@@ -338,7 +217,7 @@ class EndpointRegistry:
                 except Exception:
                     log.exception("endpoint health listener failed")
 
-    def _start_keepalive(self, ep: _Endpoint) -> None:
+    def _start_keepalive(self, ep: Endpoint) -> None:
         if ep.keepalive is not None:
             ep.keepalive.cancel()
             ep.keepalive = None
@@ -348,13 +227,13 @@ class EndpointRegistry:
             self._keepalive(ep), name=f"keepalive-{ep.spec.name}"
         )
 
-    async def _keepalive(self, ep: _Endpoint) -> None:
+    async def _keepalive(self, ep: Endpoint) -> None:
         """Ping now, then every `keepalive` seconds; never takes a token or a slot."""
         while True:
             await self.check(ep.spec.name, _endpoint=ep)
             await asyncio.sleep(ep.spec.keepalive)
 
-    async def check(self, endpoint: str, *, _endpoint: _Endpoint | None = None) -> EndpointHealth:
+    async def check(self, endpoint: str, *, _endpoint: Endpoint | None = None) -> EndpointHealth:
         """One health check now (also used by `dbaasctl check` and readiness)."""
         ep = _endpoint or self._get(endpoint)
         if ep.driver is None:
@@ -369,7 +248,7 @@ class EndpointRegistry:
             self._set_health(ep, True, None)  # stays down when the link breaks the TLS policy
         return ep.health
 
-    def _refuse_early(self, ep: _Endpoint) -> bool:
+    def _refuse_early(self, ep: Endpoint) -> bool:
         """TLS policy and circuit breaker: raise without a DBMS call, or let this call through (True
         when it goes through as the half-open probe)."""
         problem = ep.tls_problem()
@@ -390,7 +269,7 @@ class EndpointRegistry:
         return True
 
     # ---- operations -------------------------------------------------------------------------------
-    def _get(self, endpoint: str) -> _Endpoint:
+    def _get(self, endpoint: str) -> Endpoint:
         ep = self._endpoints.get(endpoint)
         if ep is None:
             raise ProcedureError(Reason.UNKNOWN_ENDPOINT, f"endpoint {endpoint!r} is not configured")

@@ -6,7 +6,7 @@
   been rotated since it was read.
 - Credentials only kubernetes-asyncio's loader understands (exec plugins, auth providers) come from its
   Configuration, whose refresh task runs for the client's lifetime.
-Client certificates are loaded once into the TLS context; rotating them needs a restart.
+Client certificates live in the TLS context and are reloaded when their files change (`clientcert`).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ Configuration comes from `kube.config`; watch streams are `kube.watch.WatchStrea
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from dbaasctl.kube.api import Params, PatchType
 from dbaasctl.kube.auth import Authenticator
+from dbaasctl.kube.clientcert import ClientCertificate
 from dbaasctl.kube.config import ClientConfig, load_config, ssl_context
 from dbaasctl.kube.errors import ApiError, error_from_response
 from dbaasctl.kube.resources import JsonDict
@@ -116,12 +118,15 @@ class KubeClient:
         self.registry = registry if registry is not None else m.default_registry()
         self._metrics = _RestMetrics(self.registry)
         self.auth = Authenticator(config, loader)
-        if config.cert_file:
-            log.info(
-                "client certificate %s is loaded once: a rotated certificate needs a restart",
-                config.cert_file,
-            )
         tls = ssl_context(config)
+        self._tls = tls
+        self.client_cert = (
+            ClientCertificate(tls, config.cert_file, config.key_file)
+            if config.cert_file and isinstance(tls, ssl.SSLContext)
+            else None
+        )
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._retired: list[aiohttp.ClientSession] = []
         # Two pools: a watch holds its connection for minutes, so watches on many namespaces would take
         # every connection of a shared pool and leave lease renewals waiting until the lease lapses.
         self._session = self._new_session(REQUEST_CONNECTIONS, tls)
@@ -163,7 +168,9 @@ class KubeClient:
 
     async def close(self) -> None:
         await self.auth.close()
-        for session in (self._session, self._watch_session):
+        for task in list(self._retiring):
+            task.cancel()
+        for session in (self._session, self._watch_session, *self._retired):
             if not session.closed:
                 await session.close()
 
@@ -186,6 +193,8 @@ class KubeClient:
         *,
         session: aiohttp.ClientSession | None = None,
     ) -> aiohttp.ClientResponse:
+        if self.client_cert is not None and self.client_cert.refresh():
+            self._renew_request_pool()
         headers = {"Accept": "application/json", **await self.auth.headers()}
         data: bytes | None = None
         if body is not None:
@@ -260,10 +269,32 @@ class KubeClient:
                 decoded = json.loads(raw)
                 return decoded if isinstance(decoded, dict) else {"items": decoded}
             err = await error_from_response(resp, method, path)
-        if err.is_unauthorized and may_reauth and self.auth.rejected():
-            # A rotated token file: the one re-read now is the only other credential we could send.
+        if err.is_unauthorized and may_reauth and (self.auth.rejected() or self._reload_client_cert()):
+            # A rotated token file or client certificate: the one read now is the only other credential
+            # we could send.
             return await self._request_once(method, path, params, body, content_type, timeout, False)
         raise err
+
+    def _reload_client_cert(self) -> bool:
+        if self.client_cert is None or not self.client_cert.refresh(force=True):
+            return False
+        self._renew_request_pool()
+        return True
+
+    def _renew_request_pool(self) -> None:
+        """New requests go out on new connections (with the new certificate); the old pool is closed
+        once the requests in flight on it have had their time. Watches reconnect on their own."""
+        old, self._session = self._session, self._new_session(REQUEST_CONNECTIONS, self._tls)
+        self._retired.append(old)
+
+        async def close_later() -> None:
+            await asyncio.sleep(self.timeout + 1.0)
+            await old.close()
+            self._retired.remove(old)
+
+        task = asyncio.get_running_loop().create_task(close_later(), name="kube-retire-pool")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     # -- verbs ---------------------------------------------------------------------------------------
 

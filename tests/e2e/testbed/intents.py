@@ -16,6 +16,8 @@ Database the judge sees:
   Databases that are gone.
 
 Each call beyond what an intent allows is a *repeat*: counted in the figures and reported as a violation.
+A call the procedure recognised by its idempotency key (`{{ operation.id }}`) as one that already took
+effect changed nothing: it is a *replay*, counted apart and never a repeat.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class IntentCount:
     violations: list[tuple[str, str, str]] = field(default_factory=list)  # (ns/name, operation, detail)
     intents: int = 0
     repeats: int = 0
+    replays: int = 0
     #: Committed calls per judged Database and operation: "ns/name" -> {"create": 1, ...}.
     calls: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -61,7 +64,11 @@ def count_intents(
     mine = set(endpoints)
     judged: set[tuple[str, str]] = set()  # (ns/name, op) already held to the rules
     history: dict[str, list[Any]] = {}
+    replayed: dict[str, list[Any]] = {}
     for call in calls:
+        if getattr(call, "replayed", False):
+            replayed.setdefault(f"{call.namespace}/{call.name}", []).append(call)
+            continue
         history.setdefault(f"{call.namespace}/{call.name}", []).append(call)
     for key, db in sorted(by_key.items()):
         status = db.get("status") or {}
@@ -69,6 +76,7 @@ def count_intents(
             continue
         born = _epoch(db["metadata"].get("creationTimestamp")) - BORN_SLACK
         own = [c for c in history.get(key, []) if c.started_at >= born]
+        out.replays += sum(c.started_at >= born for c in replayed.get(key, []))
         counts = {op: sum(c.op == op for c in own) for op in ("create", "rotate", "delete")}
         if status.get("provisionedAt"):
             out.intents += 1

@@ -70,6 +70,9 @@ class Call:
     name: str
     started_at: float  # epoch seconds, server clock (the same host as the operator)
     payload: str | None = None
+    #: The procedure recognised the call's idempotency key as one that already took effect: it answered
+    #: the first call's result and changed nothing.
+    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,8 @@ class CheckReport:
     #: Intents judged exactly-once (see testbed.intents) and the calls beyond them.
     intents: int = 0
     repeats: int = 0
+    #: Repeated calls the procedures recognised by their idempotency key (no side effect; not repeats).
+    replays: int = 0
     #: Committed calls per judged Database and operation (exactly-once checks only).
     calls: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -114,6 +119,7 @@ class CheckReport:
             "rotates": self.rotates,
             "deletes": self.deletes,
             "intents": self.intents,
+            "replays": self.replays,
             "repeats": self.repeats,
             "violations": len(self.violations),
         }
@@ -201,13 +207,22 @@ class PostgresView:
             return []
         rows = self.sql(
             "SELECT json_build_object('id', id, 'op', op, 'ns', namespace, 'name', name, "
-            "'t', extract(epoch FROM started_at), 'payload', payload) FROM audit.calls ORDER BY id"
+            "'t', extract(epoch FROM started_at), 'payload', payload, 'replayed', replayed) "
+            "FROM audit.calls ORDER BY id"
         )
         out = []
         for row in rows:
             doc = json.loads("|".join(row))
             out.append(
-                Call(int(doc["id"]), doc["op"], doc["ns"], doc["name"], float(doc["t"]), doc["payload"])
+                Call(
+                    int(doc["id"]),
+                    doc["op"],
+                    doc["ns"],
+                    doc["name"],
+                    float(doc["t"]),
+                    doc["payload"],
+                    bool(doc["replayed"]),
+                )
             )
         return out
 
@@ -303,9 +318,9 @@ class MariaDBView:
         if not self.audited:
             return []
         rows = self.sql(
-            "SELECT id, op, namespace, name, UNIX_TIMESTAMP(started_at) FROM audit_calls ORDER BY id"
+            "SELECT id, op, namespace, name, UNIX_TIMESTAMP(started_at), replayed FROM audit_calls ORDER BY id"
         )
-        return [Call(int(r[0]), r[1], r[2], r[3], float(r[4])) for r in rows]
+        return [Call(int(r[0]), r[1], r[2], r[3], float(r[4]), replayed=str(r[5]) == "1") for r in rows]
 
     def attempts(self) -> list[Call]:
         return [c for c in self.calls() if c.op == "create"]  # MariaDB has no autonomous transaction
@@ -704,6 +719,7 @@ class InvariantChecker:
             counted = count_intents(self.views[endpoints[0]].calls(), by_key, endpoints, expected)
             report.intents += counted.intents
             report.repeats += counted.repeats
+            report.replays += counted.replays
             for key, ops in counted.calls.items():
                 report.calls.setdefault(key, {}).update(ops)
             report.violations += [

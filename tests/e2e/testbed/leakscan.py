@@ -29,6 +29,8 @@ __all__ = ["SUITE", "Hit", "LeakScan"]
 
 #: Shorter values would match by accident (and no generated password is this short).
 MIN_NEEDLE = 8
+#: Secret keys whose values are credentials, whatever a class's secretFormat calls them.
+CREDENTIAL_KEYS = ("password", "passwd", "pwd", "secret", "token", "apikey", "api_key", "credential")
 
 
 @dataclass(frozen=True)
@@ -70,13 +72,13 @@ class LeakScan:
         self.add(dsn, f"{origin} (DSN)")
 
     def add_secret(self, secret: Mapping[str, object], origin: str) -> int:
-        """The password-like keys of one Secret object (as the API returns it, data base64-encoded)."""
+        """The credential keys of one Secret object (as the API returns it, data base64-encoded)."""
         count = 0
         data = secret.get("data") or {}
         assert isinstance(data, Mapping)
         for key, encoded in data.items():
             value = base64.b64decode(str(encoded)).decode("utf-8", "replace")
-            if "password" in key.lower():
+            if any(word in key.lower() for word in CREDENTIAL_KEYS):
                 self.add(value, f"{origin} key {key}")
                 count += 1
             elif key.lower() in ("dsn", "uri", "url") and "://" in value:

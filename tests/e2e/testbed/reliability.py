@@ -82,6 +82,10 @@ def scale(n: int) -> int:
     return n * SOAK_FACTOR if SOAK else n
 
 
+#: The operator's idempotency key of the call, passed to the samples' create and rotate.
+INTENT = "{{ operation.id }}"
+
+
 def audited_postgres_class(
     name: str, *, slow: float = 0.0, payload: str | None = None, rotation_interval: str | None = None
 ) -> dict[str, Any]:
@@ -92,16 +96,17 @@ def audited_postgres_class(
     """
     inputs = {"k8sNamespace": "{{ metadata.namespace }}", "k8sName": "{{ metadata.name }}"}
     with_payload = {**inputs, "payload": payload} if payload is not None else inputs
+    keyed = {**with_payload, "intent": INTENT}  # create and rotate take the idempotency key
     operations: dict[str, Any] = {
-        "create": {"name": "audit.create_database", "inputs": with_payload},
-        "rotate": {"name": "audit.rotate_password", "inputs": with_payload},
+        "create": {"name": "audit.create_database", "inputs": keyed},
+        "rotate": {"name": "audit.rotate_password", "inputs": keyed},
         "delete": {"name": "audit.drop_database", "inputs": with_payload},
     }
     if slow:
         delayed = {**inputs, "delay": str(slow)}
         operations = {
-            "create": {"name": "audit.slow_create_database", "inputs": delayed},
-            "rotate": {"name": "audit.slow_rotate_password", "inputs": delayed},
+            "create": {"name": "audit.slow_create_database", "inputs": {**delayed, "intent": INTENT}},
+            "rotate": {"name": "audit.slow_rotate_password", "inputs": {**delayed, "intent": INTENT}},
             "delete": {"name": "audit.slow_drop_database", "inputs": delayed},
         }
     spec: dict[str, Any] = {"driver": "postgres", "operations": operations}
@@ -119,6 +124,7 @@ def audited_mariadb_class(name: str, *, slow: float = 0.0) -> dict[str, Any]:
     )
     if slow:
         inputs = {**inputs, "2": str(slow)}
+    keyed = {**inputs, str(len(inputs)): INTENT}  # create and rotate take the idempotency key last
     return {
         "apiVersion": API,
         "kind": "DatabaseClass",
@@ -126,8 +132,8 @@ def audited_mariadb_class(name: str, *, slow: float = 0.0) -> dict[str, Any]:
         "spec": {
             "driver": "mariadb",
             "operations": {
-                "create": {"name": names[0], "inputs": inputs},
-                "rotate": {"name": names[1], "inputs": inputs},
+                "create": {"name": names[0], "inputs": keyed},
+                "rotate": {"name": names[1], "inputs": keyed},
                 "delete": {"name": names[2], "inputs": inputs},
             },
         },

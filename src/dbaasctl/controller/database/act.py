@@ -172,7 +172,7 @@ async def store(c: Ctx, plan: Plan, held: Held) -> Exit | None:
     try:
         if held.previous is not None:  # first: retire must find them, whatever happens next
             await c.w.record_secret(p.raw, previous_secret_name(name), held.previous, held.generation - 1)
-        written = await c.w.record_secret(p.raw, name, plan.secret_data(held.result), held.generation)
+        written = await c.w.record_secret(p.raw, name, await plan.secret_data(held.result), held.generation)
     except SecretRenderError as exc:
         failure = (
             reasons.SECRET_TEMPLATE_ERROR,
@@ -310,10 +310,20 @@ def _intent(p: Pass) -> str | None:
     return p.status.pending_operation.name if p.status.pending_operation is not None else None
 
 
+_EXPLAINED_REFUSALS = frozenset({400, 403, 422})
+
+
 def describe(exc: BaseException) -> str:
-    """A failure in a user's words: the API server's status and reason, or what happened to the link."""
+    """A failure in a user's words: the API server's status and reason, or what happened to the link.
+
+    For a refusal an administrator must act on (RBAC, admission, validation) the server's own message
+    follows: it names the missing permission or the rejected field. It is already redacted and bounded.
+    """
     if isinstance(exc, ApiError):
-        return f"{exc.status} {exc.reason}".strip()
+        status = f"{exc.status} {exc.reason}".strip()
+        if exc.status in _EXPLAINED_REFUSALS and exc.message:
+            return f"{status}: {exc.message}"
+        return status
     if isinstance(exc, TimeoutError):
         return "the API server did not answer in time"
     if isinstance(exc, aiohttp.ClientError | OSError):

@@ -114,7 +114,7 @@ async def call(
     """Run the operation's procedure; its result, or the failure as a value. `previous`: the data of
     the Secret a two-phase rotation supersedes, for rotate and retire inputs."""
     try:
-        procedure, inputs = plan.operation(op, previous)
+        procedure, inputs = await plan.operation(op, previous)
     except AdmissionError as exc:  # no such procedure, or its inputs do not render
         return CallFailed(exc.reason, exc.message, no_effect=True)
     extra = {"database": key, "endpoint": plan.endpoint, "operation": op}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Literal
 
@@ -18,6 +19,7 @@ from dbaasctl.controller.database.model import Held, NotReady, Observed, Previou
 from dbaasctl.controller.database.previous import previous_view_data, superseded_data
 from dbaasctl.controller.secrets import inspect_secret
 from dbaasctl.kube.resources import JsonDict
+from dbaasctl.templates.offloop import Renders
 
 __all__ = ["Pass", "observe", "rotate_annotation"]
 
@@ -29,6 +31,7 @@ class Pass:
         self.adopt(raw)
         self.status = self.db.status.model_copy(deep=True)
         self.gone = False  # the Database is gone (finalizer removed, or 404): report nothing more
+        self.renders = Renders()  # templates render at most once per pass
 
     def adopt(self, raw: JsonDict, *, keep_status: bool = False) -> None:
         """Take a newer copy of the object as the base of later writes (and of the status, unless kept)."""
@@ -78,7 +81,7 @@ def rotate_annotation(db: Database) -> tuple[str | None, str | None]:
     return None, None
 
 
-def observe(
+async def observe(
     p: Pass,
     secret: JsonDict | None,
     admission: Admission,
@@ -105,10 +108,10 @@ def observe(
     strict = p.status.provisioned_at is None and p.status.pending_operation is None
     admitted: Plan | AdmissionError | NotReady
     try:
-        plan = admission.admit(db, strict=strict)
+        plan = replace(admission.admit(db, strict=strict), renders=p.renders)
         if strict:
-            plan.check_secret_format()
-            plan.operation("create")  # a template error must stop us before the DBMS
+            await plan.check_secret_format()
+            await plan.operation("create")  # a template error must stop us before the DBMS
         admitted = plan
     except AdmissionError as exc:
         admitted = exc

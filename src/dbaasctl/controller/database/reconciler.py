@@ -137,7 +137,7 @@ class DatabaseReconciler:
             try:
                 secret, fresh = await self._read_secret(p, fresh=fresh_secret)
                 previous = await self._read_previous(p)
-                observed = observe(
+                observed = await observe(
                     p, secret, self.d.admission, self.memory.held_for(p), self.d.clock(), previous,
                     self.memory.ident(p) in self.memory.retired, self.started,
                 )  # fmt: skip

@@ -1,7 +1,7 @@
 """Bounds on one template render: time, memory, and what a message may echo.
 
 A DatabaseClass template runs inside the operator. Procedure inputs and Secret values need
-references, filters and conditionals, not computation, so `templates.py` refuses loops, macros
+references, filters and conditionals, not computation, so `checks.py` refuses loops, macros
 and call blocks statically; what remains is a straight line of operations. This module bounds
 each of those operations *before* it allocates (a width, a repetition count, a replacement, a
 join, an integer's size) and charges what it produced against a per-render budget, so a render
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -29,6 +30,7 @@ from jinja2.nodes import EvalContext
 
 __all__ = [
     "MAX_INT_BITS",
+    "MAX_ITEMS",
     "MAX_VALUE_LENGTH",
     "MAX_WIDTH",
     "RENDER_BUDGET",
@@ -40,8 +42,10 @@ __all__ = [
     "check_percent_format",
     "checked_concat",
     "guard_filter",
+    "guard_test",
     "rendering",
     "shown",
+    "tick",
 ]
 
 #: No single value may be larger: a Secret as a whole is limited to 1 MiB anyway.
@@ -52,7 +56,10 @@ RENDER_BUDGET = 8 * MAX_VALUE_LENGTH
 MAX_WIDTH = 10_000
 #: Integers stay small (a 4096-bit number is 1,234 decimal digits).
 MAX_INT_BITS = 4096
-#: Seconds one render may take; each operation is bounded, so this is only a backstop.
+#: Items a filter that works item by item in Python (sort, map, unique, ...) may be given.
+MAX_ITEMS = 100_000
+#: Seconds one render may take, checked after every operation (comparisons and tests included):
+#: each operation is bounded, but a template of 64 KiB holds thousands of them.
 RENDER_DEADLINE = 1.0
 
 
@@ -94,6 +101,13 @@ def _size(value: Any) -> int:
     if isinstance(value, int):
         return value.bit_length() // 8
     return 0
+
+
+def tick() -> None:
+    """Check the render's deadline (no-op outside a render)."""
+    state = _STATE.get()
+    if state is not None and time.monotonic() > state.deadline:
+        raise LimitExceeded(f"rendering took longer than {RENDER_DEADLINE:g}s")
 
 
 def charge(size: int, what: str = "a value") -> None:
@@ -214,6 +228,14 @@ def call_method(method: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -
 
 # --- filters ----------------------------------------------------------------------------------
 
+#: Filters that walk their input item by item in Python: a long input is refused before the walk.
+_ITEM_FILTERS = frozenset(
+    {
+        "sort", "unique", "groupby", "map", "select", "reject", "selectattr", "rejectattr", "sum",
+        "min", "max", "dictsort", "batch", "slice", "list", "join", "first", "last", "length",
+        "count", "reverse", "items", "tojson", "string",
+    }
+)  # fmt: skip
 #: Filters whose integer arguments are widths, counts or lengths.
 _SIZED_FILTERS = frozenset({"center", "indent", "wordwrap", "truncate", "batch", "slice", "round", "replace"})
 
@@ -225,6 +247,11 @@ def guard_filter(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)  # keeps jinja_pass_arg, so Jinja passes the same leading argument
     def guarded(*args: Any, **kwargs: Any) -> Any:
         values = [a for a in args if not isinstance(a, EvalContext | Environment)]
+        if name in _ITEM_FILTERS and values:
+            bounded = _bounded_items(name, values[0])
+            if bounded is not values[0]:
+                args = tuple(bounded if a is values[0] else a for a in args)
+                values[0] = bounded
         if name in _SIZED_FILTERS:
             for arg in (*values[1:], *kwargs.values()):
                 _width(arg, f"{name} argument")
@@ -241,6 +268,34 @@ def guard_filter(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
             args = tuple(items if a is values[0] else a for a in args)
         result = original(*args, **kwargs)
         charge(_size(result), f"the result of {name}")
+        return result
+
+    return guarded
+
+
+def _bounded_items(name: str, value: Any) -> Any:
+    """`value` itself when its length is known and small; a lazy one (map, select) is materialised
+    up to the limit, so the walk that would produce more items than allowed is stopped early."""
+    if isinstance(value, str | bytes | list | tuple | dict | set | frozenset):
+        if len(value) > MAX_ITEMS and not (isinstance(value, str) and name in ("length", "count", "string")):
+            raise LimitExceeded(f"{name} was given more than {MAX_ITEMS} items")
+        return value
+    if not hasattr(value, "__next__"):
+        return value
+    items = list(itertools.islice(value, MAX_ITEMS + 1))
+    if len(items) > MAX_ITEMS:
+        raise LimitExceeded(f"{name} was given more than {MAX_ITEMS} items")
+    tick()
+    return iter(items)
+
+
+def guard_test(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a built-in test (`is in`, `is divisibleby`): the deadline is checked after each one."""
+
+    @functools.wraps(original)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        tick()
         return result
 
     return guarded

@@ -1,0 +1,149 @@
+"""Templates in the reconciler: rendered once per pass, off the event loop, failures as conditions."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+from reconciler_harness import Harness, database_class
+
+from dbaasctl.controller import reasons
+from dbaasctl.templates import TemplateContext, TemplateRenderError, TemplateSecurityError, offloop, rendering
+from dbaasctl.templates.offloop import Renders
+
+#: Within every limit of the sandbox (size, nodes, budget), yet it runs until the render deadline:
+#: each substring search allocates nothing and takes milliseconds.
+WORST_CASE = "{% set h = 'a' * 1000000 %}{% set n = 'a' * 3000 ~ 'b' %}" + "{{ n in h }}" * 300
+
+
+def _class(**spec: Any) -> dict[str, Any]:
+    klass = database_class()
+    for key, value in spec.items():
+        klass["spec"][key] = value
+    return klass
+
+
+@pytest.fixture
+def render_log(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Every template actually rendered: (template text, thread name)."""
+    seen: list[tuple[str, str]] = []
+    original = rendering._render
+
+    def counting(text: str, ctx: TemplateContext, variables: dict[str, Any]) -> str:
+        seen.append((text, threading.current_thread().name))
+        return original(text, ctx, variables)
+
+    monkeypatch.setattr(rendering, "_render", counting)
+    return seen
+
+
+async def test_a_create_pass_renders_each_template_once(render_log: list[tuple[str, str]]) -> None:
+    secret_format = {"user": "{{ result.username }}", "password": "{{ result.password }}"}
+    h = Harness(klass=_class(secretFormat=secret_format))
+    await h.start()
+    h.create_database()
+    await h.reconcile()
+    assert h.dbms.count("create") == 1
+    assert h.ready()[:2] == ("True", reasons.PROVISIONED)  # type: ignore[index]
+    texts = [text for text, _ in render_log]
+    assert texts.count("{{ metadata.name }}") == 1, texts  # the create inputs
+    assert texts.count("{{ result.password }}") == 1, texts
+    assert texts.count("{{ result.username }}") == 1, texts
+
+
+async def test_templates_render_off_the_event_loop(render_log: list[tuple[str, str]]) -> None:
+    h = Harness(klass=_class(secretFormat={"password": "{{ result.password }}"}))
+    await h.start()
+    h.create_database()
+    await h.reconcile()
+    loop_thread = threading.current_thread().name
+    assert render_log
+    assert all(thread != loop_thread for _, thread in render_log), render_log
+
+
+async def test_the_loop_keeps_serving_while_a_worst_case_template_renders() -> None:
+    klass = database_class()
+    klass["spec"]["operations"]["create"]["inputs"] = {"k8sName": WORST_CASE}
+    h = Harness(klass=klass)
+    await h.start()
+    h.create_database()
+    ticks = 0
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    await h.reconcile()
+    done.set()
+    await task
+    ready = h.ready()
+    assert ready is not None
+    assert ready[:2] == ("False", reasons.TEMPLATE_ERROR), ready
+    assert "longer than" in ready[2], ready
+    assert reasons.TEMPLATE_ERROR in h.events.reasons()
+    assert not h.dbms.calls
+    # The render runs for the sandbox's deadline (1 s): a loop blocked by it would not tick at all.
+    assert ticks >= 10, f"the event loop ticked {ticks} times while the template rendered"
+
+
+async def test_a_failed_render_is_remembered_for_the_pass() -> None:
+    renders = Renders()
+    ctx = TemplateContext(metadata={"name": "n"}, params={})
+    for _ in range(3):
+        with pytest.raises(TemplateSecurityError, match="longer than"):
+            await renders.inputs({"0": WORST_CASE}, ctx)
+    assert renders.runs == 1
+    assert await renders.inputs({"0": "{{ metadata.name }}"}, ctx) == {"0": "n"}
+    assert await renders.inputs({"0": "{{ metadata.name }}"}, ctx) == {"0": "n"}
+    assert renders.runs == 2
+
+
+async def test_an_unclassified_failure_in_the_render_thread_is_a_template_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(text: str, ctx: TemplateContext, variables: dict[str, Any]) -> str:
+        raise RuntimeError("hunter2-secret")
+
+    monkeypatch.setattr(rendering, "_render", broken)
+    with pytest.raises(TemplateRenderError) as info:
+        await Renders().inputs(
+            {"0": "{{ metadata.name }}"}, TemplateContext(metadata={"name": "n"}, params={})
+        )
+    assert "hunter2" not in str(info.value)
+
+
+async def test_a_secret_format_that_cannot_render_is_a_condition_and_an_event() -> None:
+    h = Harness(klass=_class(secretFormat={"password": "{{ result.password ~ ('x' * 2000000) }}"}))
+    await h.start()
+    h.create_database()
+    await h.reconcile()
+    ready = h.ready()
+    assert ready is not None
+    assert ready[:2] == ("False", reasons.SECRET_TEMPLATE_ERROR), ready
+    assert reasons.SECRET_TEMPLATE_ERROR in h.events.reasons()
+    assert h.dbms.count("create") == 1
+
+
+async def test_a_render_queued_behind_hostile_ones_is_not_timed_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop's backstop deadline counts from when a render starts: waiting for the pool is not a
+    template's fault."""
+    monkeypatch.setattr(offloop, "LOOP_DEADLINE", 0.5)
+    ctx = TemplateContext(metadata={"name": "n"}, params={})
+    hostile = [
+        asyncio.create_task(
+            Renders().inputs({"0": WORST_CASE}, TemplateContext(metadata={"name": f"h{i}"}, params={}))
+        )
+        for i in range(4)
+    ]
+    await asyncio.sleep(0.05)  # the hostile renders hold both threads of the pool, more are queued
+    assert await Renders().inputs({"0": "{{ metadata.name }}"}, ctx) == {"0": "n"}
+    for task in hostile:
+        with pytest.raises(TemplateSecurityError):
+            await task
