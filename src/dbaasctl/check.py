@@ -152,7 +152,7 @@ async def _check_endpoint(
         return problem(redact(str(exc)))
     contracts = []
     ops = klass.spec.operations
-    for name, expect_rows in (("create", True), ("rotate", True), ("delete", False)):
+    for name, expect_rows in (("create", True), ("rotate", True), ("delete", False), ("retire", False)):
         op = ops.get(name)  # type: ignore[arg-type]
         if op is not None:
             contracts.append(OperationContract(name, op.name, tuple(op.inputs), expect_rows))

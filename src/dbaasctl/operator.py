@@ -140,6 +140,7 @@ class Operator:
                 state=self.state,
                 metrics=DatabaseMetrics(mgr.registry),
                 may_act=mgr.may_act,
+                rollout_workloads=settings.rollout_workloads,
             )
         )
         self.config_reconciler = ConfigReconciler(

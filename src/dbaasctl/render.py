@@ -35,7 +35,7 @@ __all__ = ["PLACEHOLDER_UID", "RenderError", "load_manifest", "render_report", "
 
 #: Manifests on disk have no uid; templates that use one see this instead.
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
-_OPERATIONS: tuple[OperationName, ...] = ("create", "rotate", "delete")
+_OPERATIONS: tuple[OperationName, ...] = ("create", "rotate", "delete", "retire")
 
 
 class RenderError(Exception):
@@ -96,12 +96,12 @@ def render_report(
     for op_name in _OPERATIONS:
         op = spec.operations.get(op_name)
         if op is None:
-            notes.append(f"the class has no {op_name} operation")
+            if op_name != "retire":  # optional: without it a rotation is a cut-over
+                notes.append(f"the class has no {op_name} operation")
             continue
         try:
-            inputs = render_inputs(
-                op.inputs, ctx.for_operation(op_name, db.status.credential_generation or 0)
-            )
+            context = ctx.for_operation(op_name, db.status.credential_generation or 0)
+            inputs = render_inputs(op.inputs, context.with_previous(_previous_placeholder(spec)))
         except TemplateError as exc:
             raise RenderError(f"operations.{op_name}: {exc}") from None
         entry: dict[str, Any] = {"procedure": op.name, "inputs": inputs}
@@ -137,6 +137,12 @@ def render_report(
     if notes:
         report["notes"] = notes
     return report
+
+
+def _previous_placeholder(spec: DatabaseClassSpec) -> dict[str, str]:
+    """What `previous` shows when rendering offline: each Secret key, as a placeholder."""
+    keys = spec.secret_format or {"username": "", "password": "", "database": "", "host": "", "uri": ""}
+    return {key: f"<previous {key}>" for key in keys}
 
 
 def _secret_data(spec: DatabaseClassSpec, ctx: TemplateContext, result: Mapping[str, str]) -> dict[str, str]:

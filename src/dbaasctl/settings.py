@@ -97,6 +97,7 @@ class Settings(BaseModel):
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["info", "debug", "trace"] = "info"
     watch_namespaces: tuple[str, ...] = ()
+    rollout_workloads: bool = False
 
     @field_validator("watch_namespaces", mode="before")
     @classmethod
@@ -266,6 +267,12 @@ FIELDS: tuple[_Field, ...] = (
         "watch_namespaces",
         "comma-separated namespaces whose Databases are reconciled; default: all namespaces",
         metavar="NS[,NS...]",
+    ),
+    _Field(
+        "rollout_workloads",
+        "after a rotation, roll the Deployments, StatefulSets and DaemonSets annotated "
+        "dbaasctl.io/rollout-on-rotation (needs list and patch on them)",
+        "bool",
     ),
 )
 _BY_NAME = {f.name: f for f in FIELDS}

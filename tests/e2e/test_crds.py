@@ -282,6 +282,30 @@ def test_database_class_validation(crds: Path, kubectl: Kubectl, request: pytest
     rejected(kubectl, None, class_with("dupparam", parameters=dup), "spec.parameters[1]")
 
 
+def test_two_phase_rotation_fields(crds: Path, kubectl: Kubectl, request: pytest.FixtureRequest) -> None:
+    name = f"dbc-ab-{abs(hash(request.node.nodeid)) % 10**8}"
+    request.addfinalizer(lambda: kubectl("delete", "dbc", name, "--ignore-not-found", check=False))
+    retire = {"name": "sp_retire", "inputs": {"0": "{{ previous.username }}"}}
+    operations = {**CLASS_SPEC["operations"], "retire": retire}
+    rotation = {"interval": "720h", "gracePeriod": "10m", "window": {"start": "22:30", "end": "02:00"}}
+    accepted(kubectl, None, class_with(name, operations=operations, rotation=rotation))
+    parsed = DatabaseClass.model_validate(get_json(kubectl, "dbc", name))
+    assert parsed.spec.operations.retire is not None
+    assert parsed.spec.grace_period is not None
+    assert parsed.spec.grace_period.total_seconds() == 600
+    assert parsed.spec.rotation is not None
+    assert parsed.spec.rotation.window is not None
+    assert parsed.spec.rotation.window.minutes() == (22 * 60 + 30, 120)
+
+    gap = {**operations, "retire": {"name": "r", "inputs": {"1": "x"}}}
+    rejected(kubectl, None, class_with("retiregap", operations=gap), "operations.retire.inputs keys")
+    rejected(kubectl, None, class_with("badgrace", rotation={"gracePeriod": "5 minutes"}), "gracePeriod")
+    rejected(kubectl, None, class_with("badwin", rotation={"window": {"start": "2:00", "end": "05:00"}}),
+             "spec.rotation.window.start")  # fmt: skip
+    rejected(kubectl, None, class_with("emptywin", rotation={"window": {"start": "03:00", "end": "03:00"}}),
+             "rotation.window.start and end must differ")  # fmt: skip
+
+
 def config(endpoints: list[dict[str, Any]], **spec: Any) -> str:
     return manifest(
         "OperatorConfig", "cfg", {"dbms": [{"databaseClassName": "c", "endpoints": endpoints}], **spec}

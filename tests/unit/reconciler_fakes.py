@@ -157,6 +157,12 @@ class MemoryDbms:
     faults: list[tuple[str, str]] = field(default_factory=list)
     #: Runs inside every call, while it is in flight (e.g. a user editing the Database).
     during_call: Callable[[str], Awaitable[None]] | None = None
+    #: Logins the DBMS accepts: username → password (cut-over: one per database; A/B: up to two).
+    logins: dict[str, str] = field(default_factory=dict)
+    #: The login role each database's latest credentials use.
+    current_user: dict[str, str] = field(default_factory=dict)
+    #: A retire that would have ended the credentials in use: a broken two-phase rotation.
+    bad_retires: int = 0
 
     def driver(self, kind: str, dsn: Any, **_: Any) -> MemoryDriver:
         return MemoryDriver(self, kind)
@@ -183,16 +189,29 @@ class MemoryDbms:
         out: dict[str, str] = {}
         if operation == "create":
             self.repeats += name in self.passwords
-            self.passwords[name] = secrets.token_hex(8)
-            out = {"username": name, "password": self.passwords[name], "database": name}
+            out = self._issue(name, name)
         elif operation == "rotate":
             if name not in self.passwords:
                 self.calls.append(Call(operation, name, False))
                 raise ProcedureError(Reason.PROCEDURE_FAILED, f"no database {name}")
-            self.passwords[name] = secrets.token_hex(8)
-            out = {"username": name, "password": self.passwords[name], "database": name}
+            if "inUse" in inputs:  # A/B: the role not in use gets a new password, the other stays valid
+                out = self._issue(name, _other(name, inputs["inUse"] or self.current_user[name]))
+            else:
+                self.logins.pop(self.current_user[name], None)
+                out = self._issue(name, name)
+        elif operation == "retire":
+            current = self.current_user.get(name)
+            # Without a name (the Secret was lost): every login of this database but the current one.
+            users = [inputs["retiredUser"]] if inputs.get("retiredUser") else [
+                u for u in self.logins if (u == name or u.startswith(f"{name}_")) and u != current
+            ]  # fmt: skip
+            for user in users:
+                self.bad_retires += user == current
+                self.logins.pop(user, None)
         elif operation == "delete":
             self.passwords.pop(name, None)
+            for user in [u for u in self.logins if u == name or u.startswith(f"{name}_")]:
+                del self.logins[user]
         self.calls.append(Call(operation, name, True))
         if kind == TIMEOUT_APPLIED:
             raise ProcedureError(Reason.OPERATION_TIMEOUT, f"{operation} did not finish", procedure=operation)
@@ -200,8 +219,22 @@ class MemoryDbms:
             raise Crash(f"crash after the {operation} call")
         return out
 
+    def _issue(self, name: str, user: str) -> dict[str, str]:
+        self.passwords[name] = secrets.token_hex(8)
+        self.logins[user] = self.passwords[name]
+        self.current_user[name] = user
+        return {"username": user, "password": self.passwords[name], "database": name}
+
+    def accepts(self, username: str | None, password: str | None) -> bool:
+        return username is not None and self.logins.get(username) == password
+
     #: Set by the harness: a user's edit of the Database (CONFLICT at a DBMS call).
     edit: Callable[[], Awaitable[None]] | None = None
+
+
+def _other(name: str, user: str) -> str:
+    """The A/B partner of a login role: orders → orders_b → orders_a → orders_b ..."""
+    return f"{name}_a" if user == f"{name}_b" else f"{name}_b"
 
 
 class MemoryDriver:

@@ -15,6 +15,7 @@ from dbaasctl.api.operatorconfig import OperatorConfig
 from dbaasctl.controller.admission import Admission
 from dbaasctl.controller.config import ConfigReconciler, ConfigState
 from dbaasctl.controller.database import DATABASES, DatabaseMetrics, DatabaseReconciler, Dependencies
+from dbaasctl.controller.database.rollout import WORKLOADS
 from dbaasctl.dbms.endpoints import EndpointRegistry
 from dbaasctl.kube.controller import Result
 from dbaasctl.kube.resources import SECRETS
@@ -24,16 +25,30 @@ NS = "shop"
 INPUTS = {"k8sName": "{{ metadata.name }}"}
 
 
-def database_class(rotate: bool = True, interval: str | None = None) -> dict[str, Any]:
+#: A two-phase class: rotate the A/B role not in use, retire the superseded one after the grace period.
+AB_ROTATE_INPUTS = {**INPUTS, "inUse": "{{ previous.username | default('') }}"}
+AB_RETIRE_INPUTS = {**INPUTS, "retiredUser": "{{ previous.username | default('') }}"}
+
+
+def database_class(
+    rotate: bool = True, interval: str | None = None, *, retire: bool = False, grace: str | None = None
+) -> dict[str, Any]:
     operations: dict[str, Any] = {
         "create": {"name": "dbaas.create", "inputs": INPUTS},
         "delete": {"name": "dbaas.delete", "inputs": INPUTS},
     }
     if rotate:
-        operations["rotate"] = {"name": "dbaas.rotate", "inputs": INPUTS}
+        operations["rotate"] = {"name": "dbaas.rotate", "inputs": AB_ROTATE_INPUTS if retire else INPUTS}
+    if retire:
+        operations["retire"] = {"name": "dbaas.retire", "inputs": AB_RETIRE_INPUTS}
     spec: dict[str, Any] = {"driver": "postgres", "operations": operations}
+    rotation: dict[str, Any] = {}
     if interval:
-        spec["rotation"] = {"interval": interval}
+        rotation["interval"] = interval
+    if grace:
+        rotation["gracePeriod"] = grace
+    if rotation:
+        spec["rotation"] = rotation
     return {"apiVersion": "dbaasctl.io/v1", "kind": "DatabaseClass", "metadata": {"name": "pg"}, "spec": spec}
 
 
@@ -88,8 +103,9 @@ class Clock:
 
 
 class Harness:
-    def __init__(self, *, klass: dict[str, Any] | None = None) -> None:
-        self.kube = FakeKube([DATABASES], status_subresources=[DATABASES])
+    def __init__(self, *, klass: dict[str, Any] | None = None, rollout: bool = False) -> None:
+        self.rollout = rollout
+        self.kube = FakeKube([DATABASES, *WORKLOADS], status_subresources=[DATABASES])
         self.api = FaultyApi(self.kube)
         self.dbms = MemoryDbms()
         self.events = Events()
@@ -156,6 +172,7 @@ class Harness:
                 state=self.state,
                 metrics=self.metrics,
                 clock=self.clock,
+                rollout_workloads=self.rollout,
                 **extra,
             )
         )
@@ -190,8 +207,8 @@ class Harness:
         """A user's edit (kubectl label / annotate / apply): no precondition."""
         await self.kube.patch(DATABASES.path(NS, name), patch)
 
-    def secret(self, name: str = "orders") -> dict[str, str] | None:
-        secret = self.kube.read(SECRETS, NS, f"{name}-credentials")
+    def secret(self, name: str = "orders", suffix: str = "-credentials") -> dict[str, str] | None:
+        secret = self.kube.read(SECRETS, NS, f"{name}{suffix}")
         if secret is None:
             return None
         return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
@@ -223,7 +240,7 @@ class Harness:
         if ready is None or ready[0] != "True":
             return
         secret = self.secret(name)
-        if secret is None or secret.get("password") != self.dbms.passwords.get(name):
+        if secret is None or not self.dbms.accepts(secret.get("username"), secret.get("password")):
             self.violations.append(f"Ready=True ({ready[1]}) but the Secret does not hold the credentials")
 
     async def converge(self, name: str = "orders", *, passes: int = 30) -> list[Any]:

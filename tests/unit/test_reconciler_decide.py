@@ -145,7 +145,7 @@ ROWS: list[Any] = [
     ),
     # -- provisioned -----------------------------------------------------------------------------
     ("all well", dict(), Nothing()),
-    ("all well, scheduled", dict(admission=PLAN_HOURLY), Wait(30 * 60.0)),
+    ("all well, scheduled", dict(admission=PLAN_HOURLY), Wait),
     (
         "interval elapsed",
         dict(admission=PLAN_HOURLY, now=NOW + timedelta(minutes=30)),

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from reconciler_fakes import CRASH, KINDS, RESET, TIMEOUT_APPLIED, Fault
-from reconciler_harness import NS, Harness
+from reconciler_harness import NS, Harness, database_class
 
 from dbaasctl.controller.database import DATABASES
 from dbaasctl.kube.resources import SECRETS
@@ -145,3 +145,80 @@ Lifecycle.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_lifecycle = Lifecycle.TestCase
+
+
+GRACE = 60.0
+
+
+class TwoPhaseLifecycle(Lifecycle):
+    """The same world with a two-phase (A/B) class and time passing: rotations queue behind retires,
+    retire never ends the login in use, and after convergence only the Secret's credentials log in."""
+
+    @staticmethod
+    async def _harness() -> Harness:
+        h = Harness(klass=database_class(retire=True, grace=f"{GRACE:g}s"))
+        await h.start()
+        h.create_database()
+        return h
+
+    @rule(seconds=st.sampled_from((5.0, GRACE + 1)))
+    def time_passes(self, seconds: float) -> None:
+        self.h.clock.advance(seconds)
+
+    @rule(kind=st.sampled_from(KINDS))
+    def retire_fails(self, kind: str) -> None:
+        self.h.dbms.faults.append(("retire", kind))
+        self.risky += kind in (CRASH, TIMEOUT_APPLIED, RESET)
+
+    @invariant()
+    def retire_spares_the_login_in_use(self) -> None:
+        if hasattr(self, "h"):
+            assert self.h.dbms.bad_retires == 0
+
+    @invariant()
+    def nothing_pending_means_one_login(self) -> None:
+        """Status says no previous credentials are pending: then only the Secret's log in."""
+        if not hasattr(self, "h") or self.h.dbms.faults or self.h.api.faults:
+            return
+        db = self.h.db()
+        status = (db or {}).get("status") or {}
+        secret = self.h.secret()
+        ready = self.h.ready()
+        if (
+            db is None
+            or secret is None
+            or status.get("previousCredentialsRetireAt")
+            or status.get("pendingOperation")
+            or ready is None
+            or ready[:2] != ("True", "Rotated")
+        ):
+            return
+        assert self.h.dbms.logins == {secret["username"]: secret["password"]}, self.h.dbms.logins
+
+    def _converged(self) -> None:
+        h = self.h
+        h.api.faults.clear()
+        h.dbms.faults.clear()
+        for _ in range(3):
+            self.run(h.converge(passes=40))
+            h.clock.advance(GRACE + 1)
+        super()._converged()
+        assert h.dbms.bad_retires == 0
+        assert h.dbms.count("retire") <= h.dbms.count("rotate") + self.risky
+        if self.deleted:
+            assert not h.dbms.logins
+            return
+        status = (h.db() or {}).get("status") or {}
+        assert status.get("previousCredentialsRetireAt") is None, status
+        secret = h.secret()
+        assert secret is not None
+        assert h.dbms.logins == {secret["username"]: secret["password"]}  # every superseded login retired
+
+
+TwoPhaseLifecycle.TestCase.settings = settings(
+    max_examples=60,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_two_phase_lifecycle = TwoPhaseLifecycle.TestCase

@@ -60,7 +60,7 @@ class DatabaseSpec(ApiModel):
 class PendingOperation(ApiModel):
     """A procedure call that was started and whose outcome is not recorded yet (the intent marker)."""
 
-    name: Literal["create", "rotate"]
+    name: Literal["create", "rotate", "retire"]
     started_at: Timestamp
     #: The rotate annotation value this call honours; recorded as status.rotationToken with its outcome.
     rotation_token: str | None = None
@@ -80,6 +80,9 @@ class DatabaseStatus(ApiModel):
     #: Written (with a resourceVersion precondition) right before create or rotate is called, cleared
     #: when the outcome is recorded; while set, spec.endpoint and spec.params are immutable.
     pending_operation: PendingOperation | None = None
+    #: Two-phase rotation: when the retire procedure is due to end the credentials the last rotation
+    #: superseded (kept in the Secret `<secretName>-previous` until then); None when none are pending.
+    previous_credentials_retire_at: Timestamp | None = None
     #: When the delete procedure succeeded; from then on only the Secret and the finalizer are removed.
     deleted_at: Timestamp | None = None
 

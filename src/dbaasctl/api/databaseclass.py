@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any, Literal
 
 import re2
@@ -20,6 +21,7 @@ from dbaasctl.api.conditions import Condition
 from dbaasctl.api.database import API_VERSION
 
 __all__ = [
+    "DEFAULT_GRACE_PERIOD",
     "POSITIONAL_DRIVERS",
     "DatabaseClass",
     "DatabaseClassSpec",
@@ -31,6 +33,7 @@ __all__ = [
     "ParameterError",
     "ParameterSpec",
     "RotationSpec",
+    "RotationWindow",
     "compile_pattern",
     "positional_keys",
 ]
@@ -39,7 +42,7 @@ KIND = "DatabaseClass"
 PLURAL = "databaseclasses"
 
 Driver = Literal["postgres", "mysql", "mariadb", "sqlserver", "odbc"]
-OperationName = Literal["create", "rotate", "delete"]
+OperationName = Literal["create", "rotate", "delete", "retire"]
 #: Drivers whose procedures take arguments by position (`CALL proc(%s, %s)`).
 POSITIONAL_DRIVERS: frozenset[str] = frozenset({"mysql", "mariadb"})
 
@@ -104,9 +107,12 @@ class Operations(ApiModel):
     create: Operation
     delete: Operation
     rotate: Operation | None = None
+    #: Two-phase rotation: called `rotation.gracePeriod` after a rotation, to end the credentials the
+    #: rotation superseded (templates see them as `previous`). Without it a rotation is a cut-over.
+    retire: Operation | None = None
 
     def get(self, op: OperationName) -> Operation | None:
-        """The operation by name; rotate may be absent."""
+        """The operation by name; rotate and retire may be absent."""
         result: Operation | None = getattr(self, op)
         return result
 
@@ -120,8 +126,39 @@ class ParameterSpec(ApiModel):
     description: str | None = None
 
 
+#: How long previous credentials stay valid after a rotation when the class declares retire and no
+#: gracePeriod: longer than the kubelet takes to refresh a mounted Secret (about a minute).
+DEFAULT_GRACE_PERIOD = timedelta(minutes=5)
+_CLOCK = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
+
+
+class RotationWindow(ApiModel):
+    """A daily UTC time range scheduled rotations start in; `end` before `start` spans midnight."""
+
+    start: str
+    end: str
+
+    @model_validator(mode="after")
+    def _check(self) -> RotationWindow:
+        for name in ("start", "end"):
+            if not _CLOCK.fullmatch(getattr(self, name)):
+                raise ValueError(f"rotation.window.{name} must be HH:MM (UTC, 24-hour clock)")
+        if self.start == self.end:
+            raise ValueError("rotation.window.start and end must differ")
+        return self
+
+    def minutes(self) -> tuple[int, int]:
+        """(start, end) as minutes after midnight UTC."""
+        h1, m1 = self.start.split(":")
+        h2, m2 = self.end.split(":")
+        return int(h1) * 60 + int(m1), int(h2) * 60 + int(m2)
+
+
 class RotationSpec(ApiModel):
     interval: Duration | None = None
+    #: With a retire operation: how long the previous credentials stay valid after a rotation.
+    grace_period: Duration | None = None
+    window: RotationWindow | None = None
 
 
 class ParameterError(ValueError):
@@ -144,9 +181,17 @@ class DatabaseClassSpec(ApiModel):
     parameters: list[ParameterSpec] = Field(default_factory=list)
     rotation: RotationSpec | None = None
 
+    @property
+    def grace_period(self) -> timedelta | None:
+        """How long previous credentials stay valid after a rotation; None: cut-over (no retire)."""
+        if self.operations.retire is None:
+            return None
+        declared = self.rotation.grace_period if self.rotation is not None else None
+        return declared if declared is not None else DEFAULT_GRACE_PERIOD
+
     @model_validator(mode="after")
     def _check(self) -> DatabaseClassSpec:
-        for op_name in ("create", "rotate", "delete"):
+        for op_name in ("create", "rotate", "delete", "retire"):
             op = self.operations.get(op_name)
             if op is None:
                 continue

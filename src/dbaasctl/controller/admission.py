@@ -68,8 +68,11 @@ class Plan:
     def driver(self) -> str:
         return self.klass.driver
 
-    async def operation(self, op: OperationName) -> tuple[str, dict[str, str]]:
-        """The procedure name and rendered inputs of one operation."""
+    async def operation(
+        self, op: OperationName, previous: Mapping[str, str] | None = None
+    ) -> tuple[str, dict[str, str]]:
+        """The procedure name and rendered inputs of one operation; `previous`: the superseded Secret's
+        data (rotate and retire of a two-phase rotation)."""
         operation = self.klass.operations.get(op)
         if operation is None:
             raise AdmissionError(
@@ -77,9 +80,10 @@ class Plan:
                 f"DatabaseClass {self.class_name} declares no {op} procedure",
             )
         try:
-            inputs = await self.renders.inputs(
-                operation.inputs, self.context.for_operation(op, self.generation)
-            )
+            context = self.context.for_operation(op, self.generation)
+            if previous is not None:
+                context = context.with_previous(previous)
+            inputs = await self.renders.inputs(operation.inputs, context)
         except TemplateError as exc:
             raise AdmissionError(
                 reasons.TEMPLATE_ERROR, f"DatabaseClass {self.class_name} operations.{op}: {exc}"

@@ -41,6 +41,9 @@ ROTATED = "Rotated"
 SECRET_REPAIRED = "SecretRepaired"
 DELETED = "Deleted"
 RETAINED = "Retained"
+RETIRED = "Retired"
+ROLLED_OUT = "RolledOut"
+ROTATION_QUEUED = "RotationQueued"
 
 # --- admission: wrong configuration, no DBMS call was made ---------------------------------------
 CONFIG_NOT_FOUND = "ConfigNotFound"
@@ -61,6 +64,8 @@ ROTATE_FAILED = "RotateFailed"
 DELETE_FAILED = "DeleteFailed"
 SECRET_TEMPLATE_ERROR = "SecretTemplateError"
 SECRET_WRITE_FAILED = "SecretWriteFailed"
+RETIRE_FAILED = "RetireFailed"
+ROLLOUT_FAILED = "RolloutFailed"
 LEGACY_ANNOTATION = "LegacyAnnotation"
 
 CATALOGUE: tuple[Reason, ...] = (
@@ -82,6 +87,28 @@ CATALOGUE: tuple[Reason, ...] = (
         "True",
         "New credentials were issued and written to the Secret; the note says why (annotation, Secret "
         "deleted or changed, schedule).",
+    ),
+    Reason(
+        RETIRED,
+        "Normal",
+        None,
+        "Two-phase rotation: the retire procedure ended the credentials the last rotation superseded, "
+        "after the class's rotation.gracePeriod (the new ones were in the Secret all along).",
+    ),
+    Reason(
+        ROTATION_QUEUED,
+        "Normal",
+        "True",
+        "A rotation was asked for while the previous credentials are still in their grace period; it runs "
+        "once they are retired (status.previousCredentialsRetireAt), once, whatever asked for it. Ready is "
+        "False instead when the Secret is missing or modified meanwhile.",
+    ),
+    Reason(
+        ROLLED_OUT,
+        "Normal",
+        None,
+        "After a rotation, the pod templates of the workloads that opted in (annotation "
+        "dbaasctl.io/rollout-on-rotation) were annotated with the credential generation, rolling them.",
     ),
     Reason(
         SECRET_REPAIRED,
@@ -200,6 +227,20 @@ CATALOGUE: tuple[Reason, ...] = (
         "The DBMS issued credentials but the Secret could not be written (API server unreachable, RBAC, "
         "quota). The operator keeps them in memory and writes them before anything else; only if it "
         "restarted meanwhile does it rotate to obtain fresh ones. Never a second create.",
+    ),
+    Reason(
+        RETIRE_FAILED,
+        "Warning",
+        "True",
+        "The retire procedure failed; the Secret holds the new credentials (Ready stays True) and the "
+        "previous ones stay valid until a retry succeeds. Rotations wait for it. Retried with backoff.",
+    ),
+    Reason(
+        ROLLOUT_FAILED,
+        "Warning",
+        None,
+        "A workload that opted in could not be rolled after a rotation (RBAC not granted: the chart's "
+        "operator.rolloutWorkloads; API failure). The rotation itself stands; roll the workload by hand.",
     ),
     Reason(
         LEGACY_ANNOTATION,

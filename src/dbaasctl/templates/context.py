@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 __all__ = ["CONTEXT_NAMES", "Scope", "TemplateContext", "child_path"]
 
 #: The only top-level names a template sees.
-CONTEXT_NAMES: tuple[str, ...] = ("metadata", "params", "result", "endpoint", "operation")
+CONTEXT_NAMES: tuple[str, ...] = ("metadata", "params", "result", "endpoint", "operation", "previous")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -52,15 +52,18 @@ class TemplateContext:
 
     `metadata` holds name, namespace, uid, labels and annotations of the Database; `params` its
     effective params (class defaults applied); `result` the row set the create or rotate
-    procedure returned (empty while rendering procedure inputs); `endpoint` at least `name`.
+    procedure returned (empty while rendering procedure inputs); `endpoint` at least `name`;
+    `previous` the data of the Secret a rotation supersedes (rotate and retire inputs of a two-phase
+    rotation; empty elsewhere, or when that Secret was missing or modified).
     """
 
     metadata: Mapping[str, Any]
     params: Mapping[str, str]
     result: Mapping[str, str] = field(default_factory=dict)
     endpoint: Mapping[str, str] = field(default_factory=dict)
-    #: Procedure inputs only: `name` (create, rotate, delete) and `id`, the intent's idempotency key.
+    #: Procedure inputs only: `name` (create, rotate, delete, retire) and `id`, the intent's idempotency key.
     operation: Mapping[str, str] = field(default_factory=dict)
+    previous: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_database(
@@ -92,7 +95,7 @@ class TemplateContext:
         """The context a procedure's inputs render in, with `operation.name` and `operation.id`.
 
         The id names one intent: the Database (its uid), the operation and the credential generation
-        the call is to produce (create 1, each rotate one more; delete the current one). A call repeated
+        the call is to produce (create 1, each rotate one more; delete and retire the current one). A call repeated
         because its answer was lost carries the same id, as the generation only moves once an outcome
         is recorded; the next intent gets another. A procedure can so recognise a repeat and return its
         first result instead of acting twice. No stored state is needed for it: the id is the same even
@@ -100,12 +103,16 @@ class TemplateContext:
         """
         meta = self.metadata
         owner = str(meta.get("uid") or f"{meta.get('namespace', '')}/{meta.get('name', '')}")
-        target = generation if name == "delete" else generation + 1
+        target = generation if name in ("delete", "retire") else generation + 1
         return replace(self, operation={"name": name, "id": f"{owner}:{name}:{target}"})
 
     def with_result(self, result: Mapping[str, str]) -> TemplateContext:
         """The same context with a procedure's result, for rendering the Secret."""
         return replace(self, result=dict(result))
+
+    def with_previous(self, previous: Mapping[str, str]) -> TemplateContext:
+        """The same context with the superseded Secret's data, for rotate and retire inputs."""
+        return replace(self, previous=dict(previous))
 
     def _variables(self) -> dict[str, Any]:
         return {
@@ -114,4 +121,5 @@ class TemplateContext:
             "result": Scope("result", self.result),
             "endpoint": Scope("endpoint", self.endpoint),
             "operation": Scope("operation", self.operation),
+            "previous": Scope("previous", self.previous),
         }

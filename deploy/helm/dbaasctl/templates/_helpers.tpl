@@ -140,6 +140,13 @@ the operator watches every namespace, or into one Role per watched namespace oth
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- if .Values.operator.rolloutWorkloads }}
+# operator.rolloutWorkloads: after a rotation, workloads annotated dbaasctl.io/rollout-on-rotation
+# get their pod template annotated (a rolling restart).
+- apiGroups: ["apps"]
+  resources: ["deployments", "statefulsets", "daemonsets"]
+  verbs: ["list", "patch"]
+{{- end }}
 {{- end }}
 
 {{/* Topology spread constraints with the pod selector filled in when left out. */}}

@@ -4,8 +4,8 @@
   Secret (cache, a miss confirmed by a GET), admission (strict until create was called), and what this
   process holds in memory (credentials not yet stored).
 - decide (`decide.py`): a pure function of that and the time → one step: Create, Rotate(why),
-  RepairSecret, Adopt, RepairLabels, RemoveAnnotation, Delete, Release, Blocked(reason), Wait(until),
-  Nothing. No I/O; the table tests walk every row below.
+  RepairSecret, Adopt, Retire, Retired, Queued, RepairLabels, RemoveAnnotation, Delete, Release,
+  Blocked(reason), Wait(until), Nothing. No I/O; the table tests walk every row below.
 - act (`act.py`): performs the step; a step that moved the object on (finalizer, adopt, annotation) is
   followed by another observe/decide in the same pass, at most MAX_STEPS.
 - record: the moment a DBMS call succeeds its effect is persisted before anything else, and one status
@@ -43,6 +43,13 @@ Exactly once: the rules, by what the pass finds.
 | provisioned: rotate annotation, Secret missing or edited,  | Rotate(why); "true" is recorded as             |
 |   issued credentials not stored (intent left, Secret       |   rotationToken "true" with the new credentials|
 |   generation behind status), interval elapsed              |   and the annotation removed afterwards        |
+| two-phase (class declares retire), previous credentials    |                                                |
+|   pending (`previousCredentialsRetireAt` or intent retire):|                                                |
+|   retire seen succeeding by this process, or intent retire | Retired: delete the previous Secret (if any),  |
+|   and the previous Secret gone                             |   clear the bookkeeping — no call              |
+|   the class no longer declares retire                      | Retired without a call (left to the DBA)       |
+|   due, or intent retire (outcome unknown)                  | Retire (idempotent: an unseen outcome re-runs) |
+|   not due, a rotation asked for                            | Queued until due: it runs once, after retire   |
 | provisioned, all well                                      | Ready=True; Wait until the next rotation       |
 
 After a create or rotate call succeeds: the credentials are held in memory first, then written to the
@@ -53,6 +60,11 @@ credentialGeneration, provisionedAt / lastRotationTime, rotationToken and clears
   held credentials are written on the next pass, no new call. Lost with a restart, the intent that
   remains makes the next pass rotate (the Secret may hold credentials the DBMS no longer accepts).
 - the status write fails: the Secret's generation is ahead of status; the next pass adopts it.
+- two-phase rotation: the data of the Secret being superseded is held with the new credentials and
+  written to `<secretName>-previous` before the new Secret; status then records
+  `previousCredentialsRetireAt` (now + gracePeriod). An adopted generation with a previous Secret gets
+  its retire time at adoption. Retire is recorded by deleting the previous Secret, then clearing
+  status; a success whose record failed is held in memory and never called again in this process.
 - a call that failed with a definite DBMS error (the procedure raised, does not exist, wrong
   parameters) had no effect: the intent is cleared (spec.endpoint/params become editable again) and
   the call is retried with backoff from DBMS_BACKOFF_BASE seconds. Any other failure (timeout, broken

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Literal
 
 import aiohttp
@@ -19,6 +20,8 @@ from dbaasctl.controller.database.dbms import CallFailed, backoff, call
 from dbaasctl.controller.database.decide import TRUE_TOKEN
 from dbaasctl.controller.database.model import Held
 from dbaasctl.controller.database.observe import Pass, rotate_annotation
+from dbaasctl.controller.database.previous import previous_secret_name, superseded_data
+from dbaasctl.controller.database.rollout import roll_out
 from dbaasctl.controller.database.writes import SecretConflict, Writer
 from dbaasctl.controller.secrets import decode_data, inspect_secret, metadata_repair_patch, release_patch
 from dbaasctl.kube.controller import Result
@@ -74,7 +77,7 @@ class Ctx:
         return values
 
 
-async def fence_intent(c: Ctx, name: Literal["create", "rotate"]) -> None:
+async def fence_intent(c: Ctx, name: Literal["create", "rotate", "retire"]) -> None:
     """Finalizer first, then the intent marker, both only if the Database is still what we decided on
     (a 409 here costs nothing: the pass decides again)."""
     p = c.p
@@ -83,6 +86,8 @@ async def fence_intent(c: Ctx, name: Literal["create", "rotate"]) -> None:
         p.adopt(fresh)
     value, _ = rotate_annotation(p.db)
     token = TRUE_TOKEN if value in ("true", "") else value
+    if name == "retire":
+        token = None  # retire honours no annotation: a queued rotation must still see it
     p.status.pending_operation = PendingOperation(name=name, started_at=c.d.clock(), rotation_token=token)
     if p.status.provisioned_at is None:
         p.status.endpoint = p.db.spec.endpoint
@@ -133,7 +138,9 @@ async def rotate(c: Ctx, plan: Plan, why: tuple[str, ...], *, usable_before: boo
     await fence_intent(c, "rotate")
     text = "; ".join(why)
     log.debug("%s: rotating credentials: %s", p.key, text, extra={"database": p.key})
-    result = await call(c.d.registry, c.d.metrics, p.key, plan, "rotate", c.masks())
+    # Two-phase: the credentials in use stay valid until retire; rotate and retire inputs see them.
+    previous = superseded_data(c.secret, p.raw) if plan.klass.grace_period is not None else None
+    result = await call(c.d.registry, c.d.metrics, p.key, plan, "rotate", c.masks(), previous)
     if isinstance(result, CallFailed):
         if result.no_effect and not earlier_unknown:
             p.status.pending_operation = None
@@ -146,7 +153,7 @@ async def rotate(c: Ctx, plan: Plan, why: tuple[str, ...], *, usable_before: boo
             ready="Unknown" if usable_before else "False",
         )
     c.memory.reset(p)
-    held = Held("rotate", (p.status.credential_generation or 0) + 1, result, text)
+    held = Held("rotate", (p.status.credential_generation or 0) + 1, result, text, previous)
     c.memory.hold(p, held)
     return await store(c, plan, held)
 
@@ -163,6 +170,8 @@ async def store(c: Ctx, plan: Plan, held: Held) -> Exit | None:
         p.status.secret_name = name
     failure: tuple[str, str] | None = None
     try:
+        if held.previous is not None:  # first: retire must find them, whatever happens next
+            await c.w.record_secret(p.raw, previous_secret_name(name), held.previous, held.generation - 1)
         written = await c.w.record_secret(p.raw, name, await plan.secret_data(held.result), held.generation)
     except SecretRenderError as exc:
         failure = (
@@ -189,8 +198,15 @@ async def store(c: Ctx, plan: Plan, held: Held) -> Exit | None:
     endpoint = p.status.endpoint or plan.endpoint
     if held.operation == "rotate":
         p.status.last_rotation_time = now
-        p.set_ready("True", reasons.ROTATED, f"credentials rotated ({held.why}); Secret {name} updated")
-        c.event(reasons.ROTATED, f"credentials rotated: {held.why}; Secret {name} {written}")
+        grace = plan.klass.grace_period
+        kept = ""
+        if held.previous is not None and grace is not None:
+            # From the moment the Secret was written, rounded up: status keeps whole seconds.
+            retire_at = c.d.clock().replace(microsecond=0) + grace + timedelta(seconds=1)
+            p.status.previous_credentials_retire_at = retire_at
+            kept = f"; the previous credentials stay valid until {retire_at.isoformat()}"
+        p.set_ready("True", reasons.ROTATED, f"credentials rotated ({held.why}); Secret {name} updated{kept}")
+        c.event(reasons.ROTATED, f"credentials rotated: {held.why}; Secret {name} {written}{kept}")
         log.info("%s: credentials rotated on endpoint %s (%s)", p.key, endpoint, held.why,
                  extra={"database": p.key, "endpoint": endpoint})  # fmt: skip
     else:
@@ -203,7 +219,21 @@ async def store(c: Ctx, plan: Plan, held: Held) -> Exit | None:
         log.info("%s: database created on endpoint %s (Secret %s)", p.key, endpoint, name,
                  extra={"database": p.key, "endpoint": endpoint})  # fmt: skip
     p.adopt(await c.w.record_status(p.raw, p.status))
+    if held.operation == "rotate":
+        await rollout(c, held.generation)
     return None
+
+
+async def rollout(c: Ctx, generation: int) -> None:
+    """Roll the workloads that opted in (see `rollout`); an Event either way, never a failed pass."""
+    p = c.p
+    if not c.d.rollout_workloads:
+        return
+    done = await roll_out(c.d.client, c.d.field_manager, p.namespace, p.name, p.secret_name, generation)
+    if done.rolled:
+        c.event(reasons.ROLLED_OUT, f"credential generation {generation}: rolled {', '.join(done.rolled)}")
+    if done.failed:
+        c.event(reasons.ROLLOUT_FAILED, f"could not roll: {'; '.join(done.failed)}", warning=True)
 
 
 async def delete(c: Ctx, plan: Plan) -> Exit | None:
@@ -240,6 +270,8 @@ async def release(c: Ctx, retain: bool, secret: JsonDict | None) -> Exit:
         else:
             uid = (secret.get("metadata") or {}).get("uid")
             await c.w.delete_secret(p.namespace, name, str(uid) if uid else None)
+    if p.status.previous_credentials_retire_at is not None or _intent(p) == "retire":
+        await c.w.delete_secret(p.namespace, previous_secret_name(name), None)
     event = p.raw  # the object as it was: the Event outlives the finalizer removal below
     await c.w.patch_metadata(
         p.raw, {"finalizers": [f for f in p.db.metadata.finalizers if f != FINALIZER] or None}
@@ -272,6 +304,10 @@ async def remove_annotation(c: Ctx) -> Exit | None:
     p.status.rotation_token = None
     p.adopt(await c.w.record_status(p.raw, p.status))
     return None
+
+
+def _intent(p: Pass) -> str | None:
+    return p.status.pending_operation.name if p.status.pending_operation is not None else None
 
 
 _EXPLAINED_REFUSALS = frozenset({400, 403, 422})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from dbaasctl.controller import reasons
@@ -84,6 +84,8 @@ def _reason(op: Op, exc: DbmsError) -> str:
         return reasons.ROTATE_FAILED
     if op == "delete":
         return reasons.DELETE_FAILED
+    if op == "retire":
+        return reasons.RETIRE_FAILED
     if exc.transient or exc.reason is DbmsReason.UNKNOWN_ENDPOINT:
         return reasons.ENDPOINT_UNAVAILABLE
     if exc.reason is DbmsReason.INVALID_CLASS:
@@ -107,21 +109,23 @@ async def call(
     plan: Plan,
     op: Op,
     mask: Iterable[str],
+    previous: Mapping[str, str] | None = None,
 ) -> dict[str, str] | CallFailed:
-    """Run the operation's procedure; its result, or the failure as a value."""
+    """Run the operation's procedure; its result, or the failure as a value. `previous`: the data of
+    the Secret a two-phase rotation supersedes, for rotate and retire inputs."""
     try:
-        procedure, inputs = await plan.operation(op)
+        procedure, inputs = await plan.operation(op, previous)
     except AdmissionError as exc:  # no such procedure, or its inputs do not render
         return CallFailed(exc.reason, exc.message, no_effect=True)
     extra = {"database": key, "endpoint": plan.endpoint, "operation": op}
     log.debug("%s: calling %s procedure %s on endpoint %s", key, op, procedure, plan.endpoint, extra=extra)
     try:
         result = await registry.run(
-            plan.endpoint, procedure, inputs, expect_rows=op != "delete", operation=op
+            plan.endpoint, procedure, inputs, expect_rows=op not in ("delete", "retire"), operation=op
         )
     except DbmsError as exc:
         metrics.count(op, False)
-        masked = redact(exc.message, [*plan.params.values(), *mask])
+        masked = redact(exc.message, [*plan.params.values(), *mask, *(previous or {}).values()])
         log.warning(
             "%s: %s procedure %s on endpoint %s failed: %s: %s",
             key,

@@ -17,10 +17,13 @@ from dbaasctl.controller.database.model import (
     Nothing,
     NotReady,
     Observed,
+    Queued,
     Release,
     RemoveAnnotation,
     RepairLabels,
     RepairSecret,
+    Retire,
+    Retired,
     Rotate,
     Step,
     Wait,
@@ -135,13 +138,11 @@ def rotation_reasons(o: Observed) -> list[str]:
         why.append(f"Secret {o.secret_name} was modified")
     elif s.generation is not None and s.generation < (o.status.credential_generation or 0):
         why.append(NOT_STORED)
-    if o.status.pending_operation is not None:
+    if o.status.pending_operation is not None and o.status.pending_operation.name != "retire":
         why.append(UNKNOWN_ROTATE)
-    interval = o.interval
-    if interval and o.status.provisioned_at is not None:
-        last = o.status.last_rotation_time or o.status.provisioned_at
-        if o.now >= last + interval - _EARLY:
-            why.append("the rotation interval elapsed")
+    due = o.next_rotation
+    if due is not None and o.now >= due - _EARLY:
+        why.append("the rotation interval elapsed")
     return why
 
 
@@ -152,8 +153,14 @@ def _maintaining(o: Observed) -> Step:
         return RepairSecret(plan, o.held) if isinstance(plan, Plan) else plan
     s = o.secret
     if s.owned and s.generation is not None and s.generation > (status.credential_generation or 0):
-        return Adopt(s.generation, "rotate")
+        grace = o.plan.klass.grace_period if o.plan is not None else None
+        keep = grace is not None and o.previous.exists
+        return Adopt(s.generation, "rotate", o.now + grace if keep and grace is not None else None)
     why = rotation_reasons(o)
+    if o.retire_pending:
+        step = _retiring(o, why)
+        if step is not None:
+            return step
     if why:
         plan = _plan_or_step(o, f"rotate ({'; '.join(why)})")
         return Rotate(plan, tuple(why)) if isinstance(plan, Plan) else plan
@@ -161,8 +168,32 @@ def _maintaining(o: Observed) -> Step:
         return RepairLabels()
     if o.rotate_annotation in ("true", "") and status.rotation_token == TRUE_TOKEN:
         return RemoveAnnotation(o.rotate_annotation or "")
-    interval = o.interval
-    if interval and status.provisioned_at is not None:
-        last = status.last_rotation_time or status.provisioned_at
-        return Wait(max(1.0, (last + interval - o.now).total_seconds()))
+    retire_at = status.previous_credentials_retire_at
+    if retire_at is not None:
+        return Wait(max(1.0, (retire_at - o.now).total_seconds()))
+    due = o.next_rotation
+    if due is not None:
+        return Wait(max(1.0, (due - o.now).total_seconds()))
     return Nothing()
+
+
+def _retiring(o: Observed, why: list[str]) -> Step | None:
+    """Two-phase rotation, previous credentials pending: retire them when due; until then a rotation
+    asked for waits (Queued), once, whatever asked for it. None: nothing to do about it yet."""
+    pending = o.status.pending_operation
+    intent = pending is not None and pending.name == "retire"
+    if o.retired or (intent and not o.previous.exists):
+        # The previous Secret is deleted only after retire succeeded: that success was cut short.
+        return Retired(called=True)
+    plan = _plan_or_step(o, "retire the previous credentials")
+    if not isinstance(plan, Plan):
+        return plan
+    if plan.klass.operations.retire is None:
+        return Retired(called=False)
+    retire_at = o.status.previous_credentials_retire_at or o.now
+    if intent or o.now >= retire_at - _EARLY:
+        return Retire(plan, dict(o.previous.data))
+    if why:
+        seconds = max(1.0, (retire_at - o.now).total_seconds())
+        return Queued(seconds, tuple(why), "True" if secret_usable(o) else "False")
+    return None

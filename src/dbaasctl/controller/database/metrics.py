@@ -10,14 +10,14 @@ from dbaasctl.observability import metrics as m
 
 __all__ = ["DatabaseMetrics", "Op"]
 
-Op = Literal["create", "rotate", "delete"]
+Op = Literal["create", "rotate", "delete", "retire"]
 
 
 class DatabaseMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.operations = m.counter(
             "dbaasctl_database_operations_total",
-            "Database lifecycle operations by outcome (create, rotate, delete; success or error).",
+            "Database lifecycle operations by outcome (create, rotate, delete, retire; success or error).",
             ("operation", "result"),
             registry,
         )
@@ -35,11 +35,11 @@ class DatabaseMetrics:
         )
         self.rotation_failing = m.gauge(
             "dbaasctl_database_rotations_failing",
-            "Databases whose last rotation attempt failed.",
+            "Databases whose last rotation attempt (rotate, or retire of a two-phase rotation) failed.",
             (),
             registry,
         )
-        for op in ("create", "rotate", "delete"):
+        for op in ("create", "rotate", "delete", "retire"):
             for result in ("success", "error"):
                 self.operations.labels(op, result)
         self._not_ready: dict[str, str] = {}

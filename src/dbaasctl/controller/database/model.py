@@ -12,6 +12,7 @@ from typing import Literal
 
 from dbaasctl.api.database import DatabaseStatus, DeletionPolicy
 from dbaasctl.controller.admission import AdmissionError, Plan
+from dbaasctl.controller.database.schedule import next_rotation
 
 __all__ = [
     "Adopt",
@@ -22,10 +23,14 @@ __all__ = [
     "NotReady",
     "Nothing",
     "Observed",
+    "PreviousView",
+    "Queued",
     "Release",
     "RemoveAnnotation",
     "RepairLabels",
     "RepairSecret",
+    "Retire",
+    "Retired",
     "Rotate",
     "SecretView",
     "Step",
@@ -53,6 +58,17 @@ class SecretView:
     #: The credential generation stamped on it when we wrote it; None for a Secret written before
     #: generations were stamped (taken to hold what status says).
     generation: int | None = None
+    #: Its data when owned and as we wrote it: what a rotation supersedes (`previous` in templates).
+    data: dict[str, str] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class PreviousView:
+    """The Secret `<secretName>-previous`: the credentials a two-phase rotation superseded, kept until
+    the retire procedure ended them. Only looked at while status says a retire is pending."""
+
+    exists: bool = False
+    data: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -63,6 +79,9 @@ class Held:
     generation: int
     result: dict[str, str] = field(repr=False)
     why: str = ""
+    #: Two-phase rotation: the data of the Secret this rotation supersedes (written to the previous
+    #: Secret before the new credentials), None for a cut-over.
+    previous: dict[str, str] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -80,6 +99,12 @@ class Observed:
     admission: Plan | AdmissionError | NotReady
     held: Held | None
     now: datetime
+    previous: PreviousView = field(default_factory=PreviousView)
+    #: The Database's uid (spreads its scheduled rotations) and when this operator process started.
+    uid: str = ""
+    started: datetime | None = None
+    #: This process saw the retire procedure succeed and could not record it yet.
+    retired: bool = False
 
     @property
     def plan(self) -> Plan | None:
@@ -91,6 +116,25 @@ class Observed:
         if plan is None or plan.klass.rotation is None:
             return None
         return plan.klass.rotation.interval or None
+
+    @property
+    def next_rotation(self) -> datetime | None:
+        """When the scheduled rotation is due (see `schedule`), None without a schedule."""
+        interval = self.interval
+        plan = self.plan
+        if not interval or plan is None or self.status.provisioned_at is None:
+            return None
+        rotation = plan.klass.rotation
+        window = rotation.window.minutes() if rotation is not None and rotation.window else None
+        last = self.status.last_rotation_time or self.status.provisioned_at
+        return next_rotation(last, interval, self.uid, started=self.started, window=window)
+
+    @property
+    def retire_pending(self) -> bool:
+        pending = self.status.pending_operation
+        return self.status.previous_credentials_retire_at is not None or (
+            pending is not None and pending.name == "retire"
+        )
 
 
 # -- steps ------------------------------------------------------------------------------------------
@@ -117,10 +161,37 @@ class RepairSecret:
 
 @dataclass(frozen=True)
 class Adopt:
-    """The Secret holds a credential generation status has not recorded: record it, call nothing."""
+    """The Secret holds a credential generation status has not recorded: record it, call nothing.
+    `retire_at`: the previous credentials were kept for a two-phase rotation; retire them then."""
 
     generation: int
     operation: Literal["create", "rotate"]
+    retire_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Retire:
+    """End the credentials the last rotation superseded (`previous`: their Secret data)."""
+
+    plan: Plan
+    previous: dict[str, str] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Retired:
+    """Record that the previous credentials are gone: `called` (retire succeeded, its record was cut
+    short) or not (the class no longer declares retire: they are left to the DBA)."""
+
+    called: bool
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A rotation was asked for during the grace period: it waits `seconds`, until retire is due."""
+
+    seconds: float
+    why: tuple[str, ...]
+    ready: ConditionStatus = "True"
 
 
 @dataclass(frozen=True)
@@ -182,6 +253,9 @@ Step = (
     | Adopt
     | RepairLabels
     | RemoveAnnotation
+    | Retire
+    | Retired
+    | Queued
     | Delete
     | Release
     | Blocked

@@ -15,7 +15,8 @@ from dbaasctl.api.database import (
 )
 from dbaasctl.controller import reasons
 from dbaasctl.controller.admission import Admission, AdmissionError, NotReadyError, Plan
-from dbaasctl.controller.database.model import Held, NotReady, Observed, SecretView
+from dbaasctl.controller.database.model import Held, NotReady, Observed, PreviousView, SecretView
+from dbaasctl.controller.database.previous import previous_view_data, superseded_data
 from dbaasctl.controller.secrets import inspect_secret
 from dbaasctl.kube.resources import JsonDict
 from dbaasctl.templates.offloop import Renders
@@ -86,6 +87,9 @@ async def observe(
     admission: Admission,
     held: Held | None,
     now: datetime,
+    previous_secret: JsonDict | None = None,
+    retired: bool = False,
+    started: datetime | None = None,
 ) -> Observed:
     db = p.db
     state = inspect_secret(secret, p.raw)
@@ -95,7 +99,10 @@ async def observe(
         drifted=state.drifted,
         labels_wrong=state.needs_metadata_repair,
         generation=state.generation,
+        data=superseded_data(secret, p.raw) or None,
     )
+    previous_data = previous_view_data(previous_secret, p.raw)
+    previous = PreviousView(exists=previous_data is not None, data=previous_data or {})
     # Create enforces every admission rule; a Database that may already exist is never stranded by a
     # rule tightened since (see controller/admission).
     strict = p.status.provisioned_at is None and p.status.pending_operation is None
@@ -124,4 +131,8 @@ async def observe(
         admission=admitted,
         held=held,
         now=now,
+        previous=previous,
+        retired=retired,
+        uid=db.metadata.uid or "",
+        started=started,
     )

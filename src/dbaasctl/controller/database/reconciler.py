@@ -16,7 +16,7 @@ from dbaasctl.api.conditions import find_condition
 from dbaasctl.controller import reasons
 from dbaasctl.controller.admission import Admission
 from dbaasctl.controller.config import ConfigState
-from dbaasctl.controller.database import act
+from dbaasctl.controller.database import act, retire
 from dbaasctl.controller.database.decide import (
     NOT_READY_RECHECK,
     TRUE_TOKEN,
@@ -33,15 +33,19 @@ from dbaasctl.controller.database.model import (
     Delete,
     Nothing,
     Observed,
+    Queued,
     Release,
     RemoveAnnotation,
     RepairLabels,
     RepairSecret,
+    Retire,
+    Retired,
     Rotate,
     Step,
     Wait,
 )
 from dbaasctl.controller.database.observe import Pass, observe, rotate_annotation
+from dbaasctl.controller.database.previous import previous_secret_name
 from dbaasctl.controller.database.writes import DATABASES, Writer, status_body
 from dbaasctl.dbms.endpoints import EndpointRegistry
 from dbaasctl.kube.api import KubeApi
@@ -87,6 +91,8 @@ class Dependencies:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     #: Leader fencing: may a side effect that takes up to this many seconds start now?
     may_act: Callable[[float], bool] = lambda _duration: True
+    #: Roll workloads that opted in after a rotation (needs list/patch on apps workloads).
+    rollout_workloads: bool = False
 
 
 class DatabaseReconciler:
@@ -94,6 +100,8 @@ class DatabaseReconciler:
         self.d = deps
         self.writer = Writer(deps.client, deps.field_manager, deps.sleep)
         self.memory = Memory()
+        #: Overdue scheduled rotations are spread over the first minutes after this.
+        self.started = deps.clock()
 
     async def reconcile(self, key: str) -> Result | None:
         if not self.d.state.applied.is_set():
@@ -128,10 +136,14 @@ class DatabaseReconciler:
         for _ in range(MAX_STEPS):
             try:
                 secret, fresh = await self._read_secret(p, fresh=fresh_secret)
-                observed = await observe(p, secret, self.d.admission, self.memory.held_for(p), self.d.clock())
+                previous = await self._read_previous(p)
+                observed = await observe(
+                    p, secret, self.d.admission, self.memory.held_for(p), self.d.clock(), previous,
+                    self.memory.ident(p) in self.memory.retired, self.started,
+                )  # fmt: skip
                 self._tell_legacy(p)
                 step = decide(observed)
-                if isinstance(step, Rotate | Adopt | RepairLabels) and not fresh:
+                if isinstance(step, Rotate | Adopt | RepairLabels | Retired) and not fresh:
                     # A step taken on what the Secret looks like: the cache may lag our own last write
                     # (a rotation just recorded would look undone). Decide again on the server's copy.
                     fresh_secret = True
@@ -168,10 +180,19 @@ class DatabaseReconciler:
                 return await act.rotate(c, plan, why, usable_before=secret_usable(o))
             case RepairSecret(plan, held):
                 return await act.store(c, plan, held)
-            case Adopt(generation, _):
+            case Adopt(generation, operation, retire_at):
                 self._settle(p, o, adopted=generation)
+                p.status.previous_credentials_retire_at = retire_at
                 p.adopt(await self.writer.record_status(p.raw, p.status))
+                if operation == "rotate":
+                    await act.rollout(c, generation)
                 return None
+            case Retire(plan, previous):
+                return await retire.retire(c, plan, previous, o)
+            case Retired(called):
+                return await retire.retired(c, called=called)
+            case Queued(seconds, why, ready):
+                return retire.queued(c, seconds, why, ready, o)
             case RepairLabels():
                 return await act.repair_labels(c, secret)
             case RemoveAnnotation():
@@ -253,7 +274,7 @@ class DatabaseReconciler:
             p.key,
             ready=ready,
             deleting=p.db.metadata.deletion_timestamp is not None,
-            rotate_failing=ready is not None and ready[1] == reasons.ROTATE_FAILED,
+            rotate_failing=ready is not None and ready[1] in (reasons.ROTATE_FAILED, reasons.RETIRE_FAILED),
         )
 
     async def _read_secret(self, p: Pass, *, fresh: bool) -> tuple[JsonDict | None, bool]:
@@ -264,6 +285,17 @@ class DatabaseReconciler:
         if cached is not None:
             return cached, False
         return await self.writer.read_secret(p.namespace, p.secret_name), True
+
+    async def _read_previous(self, p: Pass) -> JsonDict | None:
+        """The previous Secret of a two-phase rotation, read only while status says one may be pending
+        (a retire due, or a rotate or retire whose outcome is not recorded); from the API server, as
+        its absence is evidence that retire ran, never a cache's lag."""
+        pending = p.status.pending_operation
+        if p.status.previous_credentials_retire_at is None and pending is None:
+            return None
+        if pending is not None and pending.name == "create":
+            return None
+        return await self.writer.read_secret(p.namespace, previous_secret_name(p.secret_name))
 
     def _tell_legacy(self, p: Pass) -> None:
         _, key = rotate_annotation(p.db)
