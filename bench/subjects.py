@@ -55,6 +55,7 @@ class OperatorSubject:
         leader_elect: bool,
         log_level: str = "info",
         profile: Path | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.label = label
         self.profile = profile
@@ -62,7 +63,7 @@ class OperatorSubject:
         if profile is not None:
             path = [str(PROFILING), str(REPO / "src"), os.environ.get("PYTHONPATH", "")]
             env = {"PYTHONPATH": os.pathsep.join(p for p in path if p), "BENCH_PROFILE_OUT": str(profile)}
-        args = [f"--workers={workers}", f"--watch-namespaces={watch_namespace}"]
+        args = [f"--workers={workers}", f"--watch-namespaces={watch_namespace}", *extra_args]
         if leader_elect:
             # A lease of its own: a previous run's unreleased lease must not delay this start.
             args.append(f"--leader-election-id=bench-{secrets.token_hex(4)}")

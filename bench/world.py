@@ -160,7 +160,13 @@ class World:
         return Api(self.kube.server, self.kube.admin_token, self.kube.pki.ca_cert, connections=connections)
 
     def operator(
-        self, namespace: str, *, workers: int, leader_elect: bool = False, label: str = "operator"
+        self,
+        namespace: str,
+        *,
+        workers: int,
+        leader_elect: bool = False,
+        label: str = "operator",
+        extra_args: tuple[str, ...] = (),
     ) -> Subject:
         return OperatorSubject(
             label,
@@ -172,6 +178,7 @@ class World:
             leader_elect=leader_elect,
             log_level=self.operator_log_level,
             profile=self.profile_dir / f"{label}-{namespace}.prof" if self.profile_dir else None,
+            extra_args=extra_args,
         )
 
     def raw(

@@ -97,6 +97,7 @@ class Settings(BaseModel):
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["info", "debug", "trace"] = "info"
     watch_namespaces: tuple[str, ...] = ()
+    watch_list: bool = False
 
     @field_validator("watch_namespaces", mode="before")
     @classmethod
@@ -217,6 +218,11 @@ FIELDS: tuple[_Field, ...] = (
         "bool",
     ),
     _Field("leader_election_id", "name of the leader-election Lease", metavar="NAME"),
+    _Field(
+        "watch_list",
+        "fill the caches with streaming lists (one watch with sendInitialEvents=true) instead of paged LISTs",
+        "bool",
+    ),
     _Field(
         "lease_duration",
         "seconds a non-leader waits before it may take over an unrenewed lease",
