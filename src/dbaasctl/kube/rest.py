@@ -10,7 +10,6 @@ Configuration comes from `kube.config`; watch streams are `kube.watch.WatchStrea
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import ssl
@@ -21,9 +20,12 @@ from typing import Any, Self
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
 from prometheus_client import CollectorRegistry
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from yarl import URL
 
+import dbaasctl.kube.jsoncodec as jsoncodec
 from dbaasctl.kube.api import Params, PatchType
 from dbaasctl.kube.auth import Authenticator
 from dbaasctl.kube.config import ClientConfig, load_config, ssl_context
@@ -81,6 +83,17 @@ class _RestMetrics:
         )
 
 
+def env_proxy(url: str) -> tuple[str, aiohttp.BasicAuth | None] | None:
+    """The proxy HTTPS_PROXY / HTTP_PROXY / NO_PROXY (and ~/.netrc for its credentials) give for the API
+    server, read once per client as client-go does: left to aiohttp (`trust_env`), the same lookup
+    would run in a worker thread on every request, a thread hop plus a netrc parse per call."""
+    try:
+        proxy, auth = get_env_proxy_for_url(URL(url))
+    except LookupError:
+        return None
+    return str(proxy), auth
+
+
 def _encode_params(params: Params | None) -> list[tuple[str, str]]:
     if params is None:
         return []
@@ -127,13 +140,14 @@ class KubeClient:
         self._session = self._new_session(REQUEST_CONNECTIONS, tls)
         self._watch_session = self._new_session(0, tls)
         self._server_hostname = config.tls_server_name
+        self._env_proxy = None if config.proxy_url else env_proxy(config.host)
 
     @staticmethod
     def _new_session(limit: int, tls: ssl.SSLContext | bool) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=limit, ssl=tls),
-            # HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as client-go honours them.
-            trust_env=True,
+            # HTTPS_PROXY / HTTP_PROXY / NO_PROXY are honoured as client-go does, read once (`env_proxy`).
+            trust_env=False,
             read_bufsize=READ_BUFSIZE,
             timeout=aiohttp.ClientTimeout(total=None),
         )
@@ -189,7 +203,7 @@ class KubeClient:
         headers = {"Accept": "application/json", **await self.auth.headers()}
         data: bytes | None = None
         if body is not None:
-            data = json.dumps(body).encode()
+            data = jsoncodec.dumps(body)
             headers["Content-Type"] = content_type or "application/json"
         started = time.monotonic()
         kwargs: dict[str, Any] = {}
@@ -197,6 +211,8 @@ class KubeClient:
             kwargs["server_hostname"] = self._server_hostname
         if self.config.proxy_url:
             kwargs["proxy"] = self.config.proxy_url
+        elif self._env_proxy is not None:
+            kwargs["proxy"], kwargs["proxy_auth"] = self._env_proxy
         try:
             resp = await (session or self._session).request(
                 method,
@@ -257,7 +273,7 @@ class KubeClient:
                 raw = await resp.read()
                 if not raw:
                     return {}
-                decoded = json.loads(raw)
+                decoded = jsoncodec.loads(raw)
                 return decoded if isinstance(decoded, dict) else {"items": decoded}
             err = await error_from_response(resp, method, path)
         if err.is_unauthorized and may_reauth and self.auth.rejected():

@@ -11,6 +11,7 @@ from dbaasctl.api.database import (
     LEGACY_ROTATE_ANNOTATION,
     ROTATE_ANNOTATION,
     Database,
+    DatabaseStatus,
 )
 from dbaasctl.controller import reasons
 from dbaasctl.controller.admission import Admission, AdmissionError, NotReadyError, Plan
@@ -18,15 +19,20 @@ from dbaasctl.controller.database.model import Held, NotReady, Observed, SecretV
 from dbaasctl.controller.secrets import inspect_secret
 from dbaasctl.kube.resources import JsonDict
 
-__all__ = ["Pass", "observe", "rotate_annotation"]
+__all__ = ["Pass", "copy_status", "observe", "rotate_annotation"]
+
+
+def copy_status(status: DatabaseStatus) -> DatabaseStatus:
+    """A deep copy for a quarter of `model_copy(deep=True)`'s CPU (which walks the model with
+    `copy.deepcopy` in Python); taken several times per pass, so it shows in the CPU per Database."""
+    return DatabaseStatus.model_validate(status.model_dump())
 
 
 class Pass:
     """One reconcile of one Database: the freshest copy we know and the status we are building."""
 
     def __init__(self, raw: JsonDict) -> None:
-        self.adopt(raw)
-        self.status = self.db.status.model_copy(deep=True)
+        self.adopt(raw)  # sets self.status to a copy of the server's
         self.gone = False  # the Database is gone (finalizer removed, or 404): report nothing more
 
     def adopt(self, raw: JsonDict, *, keep_status: bool = False) -> None:
@@ -35,7 +41,7 @@ class Pass:
         self.db = Database.model_validate(raw)
         self.server_status = self.db.status.to_api()
         if not keep_status:
-            self.status = self.db.status.model_copy(deep=True)
+            self.status = copy_status(self.db.status)
 
     @property
     def key(self) -> str:
@@ -114,7 +120,7 @@ def observe(
         deleting=db.metadata.deletion_timestamp is not None,
         finalizer=FINALIZER in db.metadata.finalizers,
         deletion_policy=db.spec.deletion_policy,
-        status=p.status.model_copy(deep=True),
+        status=copy_status(p.status),
         secret_name=p.secret_name,
         secret=view,
         rotate_annotation=value,
