@@ -163,7 +163,10 @@ async def store(c: Ctx, plan: Plan, held: Held) -> Exit | None:
         p.status.secret_name = name
     failure: tuple[str, str] | None = None
     try:
-        written = await c.w.record_secret(p.raw, name, plan.secret_data(held.result), held.generation)
+        # The pass's Secret is None only when the API server said so (a cache miss is always confirmed).
+        written = await c.w.record_secret(
+            p.raw, name, plan.secret_data(held.result), held.generation, absent=c.secret is None
+        )
     except SecretRenderError as exc:
         failure = (
             reasons.SECRET_TEMPLATE_ERROR,
