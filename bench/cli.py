@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="smoke-size run: N=50, cache 1,000, idle 30 s, sample N=10"
     )
     p.add_argument("--n", type=_csv_ints, help="storm sizes (default 100,1000)")
+    p.add_argument(
+        "--kopf-n",
+        type=_csv_ints,
+        default=[100, 1000],
+        help="storm sizes the kopf peer runs at (default 100,1000)",
+    )
     p.add_argument("--long", action="store_true", help="add N=10,000 to the storm sizes (the scale curve)")
     p.add_argument(
         "--load",
@@ -144,6 +150,7 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
         "operator_log_level": args.operator_log_level,
         "profiled": bool(args.profile),
         "loads": list(dict.fromkeys(args.load)),
+        "kopf_n": args.kopf_n,
         "busy_cpus": args.busy_cpus,
         "initial_list": args.initial_list,
     }
@@ -204,8 +211,8 @@ async def _run_set(
                 if size in single_sizes:
                     continue  # its capped size already ran: the same measurement again
                 single_sizes.add(size)
-            if kind in ("kopf", "single") and n > 1000:
-                continue  # the scale curve is the operator's (and raw's): the peers stop at 1,000
+            if kind == "kopf" and n not in opts["kopf_n"]:
+                continue  # the peer is compared at its own sizes; the other sizes are the scale curve
             storm = await run_storm(
                 world,
                 kind,
