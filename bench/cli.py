@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[100, 1000],
         help="storm sizes the kopf peer runs at (default 100,1000)",
     )
+    p.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="also storm a `baseline` subject: the operator run from this source directory (another "
+        "revision's src/, e.g. from `git archive REV src | tar -x -C DIR`), before/after in one run",
+    )
     p.add_argument("--long", action="store_true", help="add N=10,000 to the storm sizes (the scale curve)")
     p.add_argument(
         "--load",
@@ -151,6 +157,7 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
         "profiled": bool(args.profile),
         "loads": list(dict.fromkeys(args.load)),
         "kopf_n": args.kopf_n,
+        "baseline_src": str(args.baseline_src) if args.baseline_src else None,
         "busy_cpus": args.busy_cpus,
         "initial_list": args.initial_list,
     }
@@ -165,6 +172,8 @@ async def run(
     log.info("starting the test bed (control plane + PostgreSQL)")
     world = await asyncio.to_thread(World.start)
     world.operator_log_level = opts["operator_log_level"]
+    if opts["baseline_src"]:
+        world.baseline_src = Path(opts["baseline_src"])
     if profile_dir is not None:
         profile_dir.mkdir(parents=True, exist_ok=True)
         world.profile_dir = profile_dir
@@ -203,6 +212,8 @@ async def _run_set(
     only = opts["only"]
     pairs = (("operator", "storm"), ("raw", "raw"), ("single", "single"), ("kopf", "kopf"))
     kinds = [k for k, key in pairs if key in only]
+    if opts["baseline_src"] and "storm" in only:
+        kinds.insert(kinds.index("operator") + 1, "baseline")
     single_sizes: set[int] = set()
     for n in opts["n"]:
         for kind in kinds:

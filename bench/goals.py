@@ -110,8 +110,20 @@ def goal_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     for n in ns:
         op = _storm(results, "operator", n)
         raw, kopf = _storm(results, "raw", n), _storm(results, "kopf", n)
+        before = _storm(results, "baseline", n)
         for phase in PHASES:
             mine = _phase(op, phase)
+            if before is not None:
+                old = _phase(before, phase)
+                for name, op_ in (
+                    ("throughput_per_s", ">="),
+                    ("cpu_ms_per_db", "<="),
+                    ("requests_per_db", "<="),
+                ):
+                    rows.append(
+                        _row(f"{name}_vs_baseline", name, phase, n, "operator", "baseline",
+                             metric(mine, name), metric(old, name), op_, 1.0, load)
+                    )  # fmt: skip
             if raw is not None:
                 base = _phase(raw, phase)
                 rows.append(
