@@ -97,7 +97,7 @@ class Settings(BaseModel):
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["info", "debug", "trace"] = "info"
     watch_namespaces: tuple[str, ...] = ()
-    watch_list: bool = True
+    watch_list: bool = False
 
     @field_validator("watch_namespaces", mode="before")
     @classmethod
@@ -220,8 +220,7 @@ FIELDS: tuple[_Field, ...] = (
     _Field("leader_election_id", "name of the leader-election Lease", metavar="NAME"),
     _Field(
         "watch_list",
-        "fill the caches with streaming lists (one watch with sendInitialEvents=true, served by default by "
-        "current API servers) instead of paged LISTs; a server without them is detected and LIST used",
+        "fill the caches with streaming lists (one watch with sendInitialEvents=true) instead of paged LISTs",
         "bool",
     ),
     _Field(
