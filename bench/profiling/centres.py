@@ -16,6 +16,10 @@ from collections import Counter
 from pathlib import Path
 
 CENTRES = [
+    (
+        "worker threads (aiohttp trust_env proxy lookup per request)",
+        r"concurrent/futures/thread|threading\.py",
+    ),
     ("metrics scrape (bench)", r"prometheus_client/exposition"),
     ("logging (records, redaction, JSON)", r"\(logging/__init__\.py|observability/logging\.py"),
     ("Events (recorder + POST)", r"kube/events\.py|kube/eventseries\.py"),
