@@ -272,18 +272,19 @@ def markdown(results: dict[str, Any]) -> str:
               for c in cols for who in ("operator", "kopf", "ratio")]] for r in peers],
         )  # fmt: skip
         lines.append("")
-    cache = results.get("cache")
-    if cache:
+    startup = results.get("startup") or ([results["cache"]] if results.get("cache") else [])
+    if startup:
         lines += ["## Cache memory and start-up", ""]
         lines += _table(
-            ["Databases", "Secrets", "populate s", "start → /readyz s", "start → initial pass done s",
+            ["initial list", "Databases", "Secrets", "populate s", "start → /readyz s", "start → initial pass done s",
              "RSS at ready MB", "RSS after sync MB", "peak RSS MB", "CPU s", "requests (verb)", "writes"],
-            [[str(cache["databases"]), str(cache["secrets"]), _fmt(cache.get("populate_s")),
+            [[cache.get("initial_list", "list"), str(cache["databases"]), str(cache["secrets"]),
+              _fmt(cache.get("populate_s")),
               _fmt(cache.get("start_to_ready_s"), 2), _fmt(cache.get("start_to_settled_s"), 2),
               _fmt(cache.get("rss_at_ready_mb")), _fmt(cache.get("rss_after_sync_mb")),
               _fmt(cache.get("peak_rss_mb")), _fmt(cache.get("cpu_seconds"), 2),
               ", ".join(f"{k} {int(v)}" for k, v in (cache.get("requests") or {}).items()),
-              _fmt(cache.get("writes"))]],
+              _fmt(cache.get("writes"))] for cache in startup],
         )  # fmt: skip
         lines.append("")
     idle = results.get("idle")
@@ -298,6 +299,9 @@ def markdown(results: dict[str, Any]) -> str:
               str(idle.get("dbms_xacts")), str(idle.get("dbms_statements_summary")), _fmt(idle.get("rss_mb"))]],
         )  # fmt: skip
         lines.append("")
+    from bench.goals import markdown_lines
+
+    lines += markdown_lines(results)
     lines += ["## Goals", ""]
     lines += _table(
         ["goal", "measured", "met", "note"],
@@ -358,4 +362,9 @@ def write_report(results: dict[str, Any], out_dir: Path, name: str) -> dict[str,
     png = out_dir / f"{name}.png"
     if plot(results, png):
         paths["png"] = png
+    from bench.goals import plot_scale
+
+    scale_png = out_dir / f"{name}-scale.png"
+    if plot_scale(results, scale_png):
+        paths["scale_png"] = scale_png
     return paths

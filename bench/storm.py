@@ -6,7 +6,9 @@ Subjects:
   operator's chart and example config ship), the reference operator's behaviour (one reconcile at a
   time, rate-limited DBMS calls);
 - `raw`: bench/raw.py at concurrency C, the physical limit;
-- `kopf`: the same job written with kopf (bench/peers/kopf_operator.py), DBMS concurrency C.
+- `kopf`: the same job written with kopf (bench/peers/kopf_operator.py), DBMS concurrency C;
+- `baseline`: the operator exactly as `operator`, run from another revision's source (`--baseline-src`):
+  before/after in one run.
 
 Each storm gets a fresh namespace and a fresh subject process, applies N Databases straight through the
 API (not kubectl per object), waits for all to be Ready, annotates all of them with
@@ -29,7 +31,7 @@ from bench.world import PROCEDURES, World
 
 log = logging.getLogger(__name__)
 
-SUBJECTS = ("operator", "single", "raw", "kopf")
+SUBJECTS = ("operator", "single", "raw", "kopf", "baseline")
 #: The reference operator's chart and example config set `rps: 1`.
 SINGLE_WORKER_RPS = 1.0
 
@@ -70,6 +72,10 @@ def _subject(
         world.apply_config(rps=single_rps, concurrency=1)
         return world.operator(namespace, workers=1, label="single")
     world.apply_config(rps=0, concurrency=concurrency)
+    if kind == "baseline":
+        if world.baseline_src is None:
+            raise ValueError("the baseline subject needs world.baseline_src")
+        return world.operator(namespace, workers=concurrency, label="baseline", src=world.baseline_src)
     return world.operator(namespace, workers=concurrency, label="operator")
 
 

@@ -55,14 +55,24 @@ class OperatorSubject:
         leader_elect: bool,
         log_level: str = "info",
         profile: Path | None = None,
+        extra_args: tuple[str, ...] = (),
+        src: Path | None = None,
     ) -> None:
+        """`src`: run the operator package from this directory instead of the working tree's (a
+        revision to compare against, e.g. `git archive <rev> src | tar -x -C DIR`)."""
         self.label = label
         self.profile = profile
         env: dict[str, str] = {}
-        if profile is not None:
-            path = [str(PROFILING), str(REPO / "src"), os.environ.get("PYTHONPATH", "")]
-            env = {"PYTHONPATH": os.pathsep.join(p for p in path if p), "BENCH_PROFILE_OUT": str(profile)}
-        args = [f"--workers={workers}", f"--watch-namespaces={watch_namespace}"]
+        if profile is not None or src is not None:
+            path = [
+                str(PROFILING) if profile is not None else "",
+                str(src or REPO / "src"),
+                os.environ.get("PYTHONPATH", ""),
+            ]
+            env = {"PYTHONPATH": os.pathsep.join(p for p in path if p)}
+            if profile is not None:
+                env["BENCH_PROFILE_OUT"] = str(profile)
+        args = [f"--workers={workers}", f"--watch-namespaces={watch_namespace}", *extra_args]
         if leader_elect:
             # A lease of its own: a previous run's unreleased lease must not delay this start.
             args.append(f"--leader-election-id=bench-{secrets.token_hex(4)}")

@@ -76,6 +76,8 @@ class World:
     operator_log_level: str = "info"
     #: When set, every operator subject runs under cProfile and leaves `<label>-<namespace>.prof` here.
     profile_dir: Path | None = None
+    #: The `baseline` subject's operator package (another revision's `src`), when it is measured.
+    baseline_src: Path | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -160,7 +162,14 @@ class World:
         return Api(self.kube.server, self.kube.admin_token, self.kube.pki.ca_cert, connections=connections)
 
     def operator(
-        self, namespace: str, *, workers: int, leader_elect: bool = False, label: str = "operator"
+        self,
+        namespace: str,
+        *,
+        workers: int,
+        leader_elect: bool = False,
+        label: str = "operator",
+        extra_args: tuple[str, ...] = (),
+        src: Path | None = None,
     ) -> Subject:
         return OperatorSubject(
             label,
@@ -172,6 +181,8 @@ class World:
             leader_elect=leader_elect,
             log_level=self.operator_log_level,
             profile=self.profile_dir / f"{label}-{namespace}.prof" if self.profile_dir else None,
+            extra_args=extra_args,
+            src=src,
         )
 
     def raw(

@@ -99,6 +99,7 @@ class Operator:
                 lease_duration=settings.lease_duration,
                 renew_deadline=settings.renew_deadline,
                 retry_period=settings.retry_period,
+                watch_list=settings.watch_list,
             ),
         )
         mgr = self.manager

@@ -98,6 +98,7 @@ class Settings(BaseModel):
     log_level: Literal["info", "debug", "trace"] = "info"
     watch_namespaces: tuple[str, ...] = ()
     rollout_workloads: bool = False
+    watch_list: bool = False
 
     @field_validator("watch_namespaces", mode="before")
     @classmethod
@@ -218,6 +219,11 @@ FIELDS: tuple[_Field, ...] = (
         "bool",
     ),
     _Field("leader_election_id", "name of the leader-election Lease", metavar="NAME"),
+    _Field(
+        "watch_list",
+        "fill the caches with streaming lists (one watch with sendInitialEvents=true) instead of paged LISTs",
+        "bool",
+    ),
     _Field(
         "lease_duration",
         "seconds a non-leader waits before it may take over an unrenewed lease",

@@ -270,3 +270,30 @@ async def test_objects_near_the_size_limit_pass_through_list_and_watch(
             assert informer.health.lists == 1
         finally:
             await informer.stop()
+
+
+async def test_streaming_list_fills_the_cache_and_the_same_stream_goes_on_watching(
+    control_plane: KubeTools, namespace: str
+) -> None:
+    async with kube_client(control_plane.kubeconfig, registry=CollectorRegistry()) as client:
+        for i in range(25):
+            await client.create(CONFIGMAPS.path(namespace), configmap(f"pre-{i}", v="0"))
+        informer, rec = new_informer(client, namespace, watch_list=True)
+        informer.start()
+        try:
+            assert await informer.wait_for_sync(60)
+            # The server streamed the initial state: no fallback to LIST happened.
+            assert informer.reflector.watch_list, informer.health.last_error
+            assert set(informer.keys()) >= {f"{namespace}/pre-{i}" for i in range(25)}
+            assert set(rec.view) == {o["metadata"]["name"] for o in informer.list()}
+            watches = informer.health.watches
+            for i in range(10):
+                await client.create(CONFIGMAPS.path(namespace), configmap(f"cm-{i}", v="0"))
+            await client.patch(CONFIGMAPS.path(namespace, "pre-1"), {"data": {"v": "1"}})
+            await client.delete(CONFIGMAPS.path(namespace, "pre-0"))
+            assert await eventually(lambda: consistent(client, namespace, informer, rec), timeout=60)
+            assert not rec.errors
+            assert informer.health.lists == 1
+            assert informer.health.watches == watches, "changes arrive on the stream that listed"
+        finally:
+            await informer.stop()

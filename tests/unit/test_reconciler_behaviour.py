@@ -17,6 +17,7 @@ from dbaasctl.kube.controller import Controller, Result
 from dbaasctl.kube.errors import ApiError
 from dbaasctl.kube.resources import SECRETS
 from dbaasctl.observability.metrics import sample_value
+from support.fakekube import Call
 
 
 async def _ready_harness() -> Harness:
@@ -241,3 +242,31 @@ def test_a_refused_write_names_what_the_server_refused() -> None:
     assert describe(forbidden).startswith("403 Forbidden: secrets")
     assert '"databases/finalizers"' in describe(forbidden)
     assert describe(ApiError(500, "InternalError", "etcdserver: request timed out")) == "500 InternalError"
+
+
+async def test_a_create_reads_the_absent_secret_once_and_recovers_when_it_appears_meanwhile() -> None:
+    h = Harness()
+    await h.start()
+    h.create_database()
+    await h.converge()
+    secret_gets = [c for c in h.kube.calls if c.verb == "get" and c.resource == SECRETS]
+    assert len(secret_gets) == 1, "the pass's own fresh read already said the Secret is absent"
+    assert h.secret()["password"] == h.dbms.passwords["orders"]  # type: ignore[index]
+
+    # The Secret appears between that read and the write: the create's 409 leads to a GET and an update.
+    h.create_database("other")
+    created = False
+
+    async def someone_creates_it(call: Call) -> None:
+        nonlocal created
+        if call.verb == "create" and call.resource == SECRETS and not created:
+            created = True
+            await h.kube.create(
+                SECRETS.path(NS),
+                {"metadata": {"name": "other-credentials", "namespace": NS}, "data": {}},
+            )
+
+    h.kube.hook = someone_creates_it
+    await h.converge("other")
+    assert created
+    assert h.ready("other")[:2] == ("False", reasons.SECRET_CONFLICT)  # type: ignore[index]

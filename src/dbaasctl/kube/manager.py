@@ -139,6 +139,7 @@ class Manager:
         **options: Any,
     ) -> Informer:
         """A cache started before leader election; readiness waits for it. Options go to `Informer`."""
+        options.setdefault("watch_list", self.settings.watch_list)
         informer = Informer(
             self.client,
             resource,

@@ -36,6 +36,8 @@ class ManagerSettings:
     graceful_shutdown_timeout: float = 20.0
     event_loop_max_lag: float = 10.0
     handle_signals: bool = True
+    #: Informers fill their caches with streaming lists (WatchList) instead of paged LISTs.
+    watch_list: bool = False
 
     def stop_budget(self) -> float:
         """The longest a graceful stop can take: the drain, the Event flush, then the Lease release

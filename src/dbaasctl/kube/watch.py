@@ -8,13 +8,13 @@ of three endings: a normal close, an ApiError (410 Gone in particular), or `Watc
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Self
 
 import aiohttp
 
+import dbaasctl.kube.jsoncodec as jsoncodec
 from dbaasctl.kube.errors import ApiError, WatchIdleTimeout, error_from_response
 from dbaasctl.kube.resources import JsonDict
 
@@ -117,7 +117,7 @@ class WatchStream:
         if line is None:
             await self.close()
             raise StopAsyncIteration
-        event = json.loads(line)
+        event = jsoncodec.loads(line)
         if not isinstance(event, dict):
             raise ApiError(500, "InternalError", "malformed watch event", method="GET", path=self.path)
         if event.get("type") == "ERROR":

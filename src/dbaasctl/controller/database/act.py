@@ -172,7 +172,10 @@ async def store(c: Ctx, plan: Plan, held: Held) -> Exit | None:
     try:
         if held.previous is not None:  # first: retire must find them, whatever happens next
             await c.w.record_secret(p.raw, previous_secret_name(name), held.previous, held.generation - 1)
-        written = await c.w.record_secret(p.raw, name, await plan.secret_data(held.result), held.generation)
+        # The pass's Secret is None only when the API server said so (a cache miss is always confirmed).
+        written = await c.w.record_secret(
+            p.raw, name, await plan.secret_data(held.result), held.generation, absent=c.secret is None
+        )
     except SecretRenderError as exc:
         failure = (
             reasons.SECRET_TEMPLATE_ERROR,

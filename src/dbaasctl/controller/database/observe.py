@@ -12,6 +12,7 @@ from dbaasctl.api.database import (
     LEGACY_ROTATE_ANNOTATION,
     ROTATE_ANNOTATION,
     Database,
+    DatabaseStatus,
 )
 from dbaasctl.controller import reasons
 from dbaasctl.controller.admission import Admission, AdmissionError, NotReadyError, Plan
@@ -21,15 +22,20 @@ from dbaasctl.controller.secrets import inspect_secret
 from dbaasctl.kube.resources import JsonDict
 from dbaasctl.templates.offloop import Renders
 
-__all__ = ["Pass", "observe", "rotate_annotation"]
+__all__ = ["Pass", "copy_status", "observe", "rotate_annotation"]
+
+
+def copy_status(status: DatabaseStatus) -> DatabaseStatus:
+    """A deep copy for a quarter of `model_copy(deep=True)`'s CPU (which walks the model with
+    `copy.deepcopy` in Python); taken several times per pass, so it shows in the CPU per Database."""
+    return DatabaseStatus.model_validate(status.model_dump())
 
 
 class Pass:
     """One reconcile of one Database: the freshest copy we know and the status we are building."""
 
     def __init__(self, raw: JsonDict) -> None:
-        self.adopt(raw)
-        self.status = self.db.status.model_copy(deep=True)
+        self.adopt(raw)  # sets self.status to a copy of the server's
         self.gone = False  # the Database is gone (finalizer removed, or 404): report nothing more
         self.renders = Renders()  # templates render at most once per pass
 
@@ -39,7 +45,7 @@ class Pass:
         self.db = Database.model_validate(raw)
         self.server_status = self.db.status.to_api()
         if not keep_status:
-            self.status = self.db.status.model_copy(deep=True)
+            self.status = copy_status(self.db.status)
 
     @property
     def key(self) -> str:
@@ -124,7 +130,7 @@ async def observe(
         deleting=db.metadata.deletion_timestamp is not None,
         finalizer=FINALIZER in db.metadata.finalizers,
         deletion_policy=db.spec.deletion_policy,
-        status=p.status.model_copy(deep=True),
+        status=copy_status(p.status),
         secret_name=p.secret_name,
         secret=view,
         rotate_annotation=value,

@@ -44,7 +44,7 @@ from dbaasctl.controller.database.model import (
     Step,
     Wait,
 )
-from dbaasctl.controller.database.observe import Pass, observe, rotate_annotation
+from dbaasctl.controller.database.observe import Pass, copy_status, observe, rotate_annotation
 from dbaasctl.controller.database.previous import previous_secret_name
 from dbaasctl.controller.database.writes import DATABASES, Writer, status_body
 from dbaasctl.dbms.endpoints import EndpointRegistry
@@ -243,7 +243,7 @@ class DatabaseReconciler:
 
     async def _record(self, p: Pass) -> None:
         """The one status writer on every exit: only when something differs from the server's copy."""
-        wanted = status_body(p.status.model_copy(deep=True), p.db.metadata.generation)
+        wanted = status_body(copy_status(p.status), p.db.metadata.generation)
         current = {k: v for k, v in wanted.items() if v is not None}
         if current == p.server_status:
             return

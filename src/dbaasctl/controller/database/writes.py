@@ -120,21 +120,31 @@ class Writer:
             lambda: self.client.patch(path, body, "merge", field_manager=self.field_manager)
         )
 
-    async def record_secret(self, db: JsonDict, name: str, data: Mapping[str, str], generation: int) -> str:
+    async def record_secret(
+        self, db: JsonDict, name: str, data: Mapping[str, str], generation: int, *, absent: bool = False
+    ) -> str:
         """Create or update our Secret with the credentials of `generation`: "created" or "updated".
 
         Each attempt starts from a fresh GET of the Secret, so an attempt whose answer was lost (the
         write was applied) is recognised as done, and a concurrent edit of the Secret costs one retry.
+        `absent`: this pass has just read from the API server that the Secret does not exist, so the
+        first attempt creates it at once; should it exist after all, the create's 409 makes the next
+        attempt start from a GET like any other.
         """
         namespace = db["metadata"]["namespace"]
+        first = absent
 
         async def attempt() -> str:
-            try:
-                current: JsonDict | None = await self.client.get(SECRETS.path(namespace, name))
-            except ApiError as exc:
-                if not exc.is_not_found:
-                    raise
-                current = None
+            nonlocal first
+            current: JsonDict | None = None
+            if first:
+                first = False
+            else:
+                try:
+                    current = await self.client.get(SECRETS.path(namespace, name))
+                except ApiError as exc:
+                    if not exc.is_not_found:
+                        raise
             if current is None:
                 await self.client.create(
                     SECRETS.path(namespace),

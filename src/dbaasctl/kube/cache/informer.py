@@ -65,6 +65,7 @@ class Informer:
         transform: Transform = slim,
         name: str | None = None,
         backoff: Backoff | None = None,
+        watch_list: bool = False,
     ) -> None:
         self.source = ListWatch(
             client,
@@ -90,6 +91,7 @@ class Informer:
             idle_timeout=idle_timeout,
             watch_timeout=watch_timeout,
             backoff=backoff,
+            watch_list=watch_list,
         )
         self.health = self.reflector.health
         self._handlers: list[_Handlers] = []

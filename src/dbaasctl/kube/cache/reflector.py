@@ -8,6 +8,9 @@ The loop, and why each step is as it is:
   (spreads reconnects). A normal close re-watches at once from the last resourceVersion. Every event
   and bookmark advances it and the "last heard" time. Silence beyond the idle timeout (bookmarks come
   every ~60 s) means the stream is dead behind some proxy: reconnect from the same resourceVersion.
+- **Streaming list** (`watch_list=True`, see `watchlist`): the list step is one watch that first
+  streams the initial state, then goes on as the watch above; a server that does not serve it makes
+  the reflector fall back to LIST for good.
 - **410 Gone / too-large resourceVersion** (an ERROR event or the watch answer) → relist and diff.
   Connection errors and 429 → back off (0.8 s doubling, jitter, cap 30 s, reset after 2 min without
   trouble) and re-watch. Other API errors (403 while RBAC is being fixed, 500) → back off and relist.
@@ -28,6 +31,7 @@ import aiohttp
 
 from dbaasctl.kube.cache.source import ListWatch
 from dbaasctl.kube.cache.store import Delta, Store, Transform, relist_deltas, resource_version, slim
+from dbaasctl.kube.cache.watchlist import WatchListUnsupported, initial_state, open_watch_list, unsupported
 from dbaasctl.kube.errors import ApiError, WatchIdleTimeout
 from dbaasctl.kube.resources import JsonDict, object_key
 from dbaasctl.observability.logging import trace
@@ -100,6 +104,7 @@ class Reflector:
         watch_timeout: tuple[int, int] = (300, 600),
         backoff: Backoff | None = None,
         health: ReflectorHealth | None = None,
+        watch_list: bool = False,
     ) -> None:
         self.source = source
         self.store = store
@@ -113,6 +118,8 @@ class Reflector:
         self.synced = asyncio.Event()
         self._rv = ""
         self._last_list_at = float("-inf")
+        self.watch_list = watch_list
+        self._streamed = False
 
     @property
     def resource_version(self) -> str:
@@ -143,6 +150,11 @@ class Reflector:
         need_list = True
         while True:
             self.progress()
+            if need_list and self.watch_list:
+                self._streamed = False
+                again = await self._watch_and_recover(initial=True)
+                need_list = again or not self._streamed
+                continue
             if need_list:
                 try:
                     await self._list_and_replace()
@@ -155,12 +167,19 @@ class Reflector:
                 need_list = False
             need_list = await self._watch_and_recover()
 
-    async def _watch_and_recover(self) -> bool:
-        """One watch and the reaction to how it ended; True when the next step must be a relist."""
+    async def _watch_and_recover(self, *, initial: bool = False) -> bool:
+        """One watch (`initial`: a streaming list first) and the reaction to how it ended; True when the
+        next step must be a relist."""
         try:
-            very_short = await self._watch_once()
+            very_short = await self._watch_once(initial=initial)
+        except WatchListUnsupported as exc:
+            self._no_watch_list(exc)
+            return True
         except ApiError as exc:
             self.failed("watch", exc)
+            if initial and not self._streamed and unsupported(exc):
+                self._no_watch_list(exc)
+                return True
             if exc.is_gone or exc.is_resource_version_too_large:
                 log.info("informer %s: resourceVersion %s is gone (%s); relisting", self.name, self._rv, exc)
                 if loop_time() - self._last_list_at < 1.0:
@@ -174,6 +193,9 @@ class Reflector:
         except WatchIdleTimeout as exc:
             # A silent stream is already a long wait; reconnect at once from the same resourceVersion.
             self.failed("watch", exc)
+            if initial and not self._streamed:  # a server that streams lists sends them at once
+                self._no_watch_list(exc)
+                return True
             log.info("informer %s: %s; reconnecting", self.name, exc)
         except _CONNECTION_ERRORS as exc:
             self.failed("watch", exc)
@@ -192,8 +214,15 @@ class Reflector:
             return exc.retry_after
         return self.backoff.next()
 
+    def _no_watch_list(self, exc: BaseException) -> None:
+        log.warning("informer %s: no streaming list from this server (%s); using LIST", self.name, exc)
+        self.watch_list = False
+
     async def _list_and_replace(self) -> None:
         items, rv = await self.source.list_all(self.transform, self._heard)
+        self._replace(items, rv)
+
+    def _replace(self, items: dict[str, JsonDict], rv: str) -> None:
         self._last_list_at = loop_time()
         self.health.lists += 1
         old = self.store.replace(items)
@@ -212,15 +241,26 @@ class Reflector:
             self._rv = rv
             self.health.resource_version = rv
 
-    async def _watch_once(self) -> bool:
+    async def _watch_once(self, *, initial: bool = False) -> bool:
         """One watch request; True when it closed in under a second with nothing delivered."""
         timeout_seconds = random.randint(self.watch_timeout[0], max(self.watch_timeout) - 1)
         started = loop_time()
         delivered = 0
         self.health.watches += 1
-        stream = self.source.watch(self._rv, timeout_seconds=timeout_seconds, idle_timeout=self.idle_timeout)
+        if initial:
+            stream = open_watch_list(
+                self.source, timeout_seconds=timeout_seconds, idle_timeout=self.idle_timeout
+            )
+        else:
+            stream = self.source.watch(
+                self._rv, timeout_seconds=timeout_seconds, idle_timeout=self.idle_timeout
+            )
         async with stream:
             self._heard()
+            if initial:
+                items, rv = await initial_state(stream, self.transform, self._heard, self.source.list_timeout)
+                self._replace(items, rv)
+                self._streamed = True
             trace(log, "informer %s: watching from %s", self.name, self._rv)
             async for event in stream:
                 self._heard()
