@@ -39,6 +39,7 @@ from dbaasctl.kube.ratelimit import default_controller_rate_limiter
 from dbaasctl.kube.resources import NAMESPACES, SECRETS, JsonDict, ResourceRef, object_key
 from dbaasctl.observability.logging import setup_logging
 from dbaasctl.settings import Settings, SettingsError, describe, load_settings
+from dbaasctl.templates import limits as template_limits
 
 __all__ = ["DATABASE_CLASSES", "Operator", "main", "run"]
 
@@ -79,6 +80,7 @@ class Operator:
     def __init__(self, client: KubeApi, settings: Settings, namespace: str) -> None:
         self.settings = settings
         self.namespace = namespace
+        template_limits.RENDER_DEADLINE = settings.template_deadline  # process-wide, like the log level
         health = settings.health_address
         metrics = settings.metrics_address
         self.manager = Manager(

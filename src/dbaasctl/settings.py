@@ -89,6 +89,7 @@ class Settings(BaseModel):
     renew_deadline: float = Field(default=10.0, gt=0)
     retry_period: float = Field(default=2.0, gt=0)
     shutdown_timeout: float = Field(default=20.0, gt=0)
+    template_deadline: float = Field(default=1.0, gt=0, le=60)
     health_addr: str = ":8081"
     metrics_addr: str = ":8080"
     secure_metrics: bool = False
@@ -241,6 +242,13 @@ FIELDS: tuple[_Field, ...] = (
         "shutdown_timeout",
         "seconds in-flight reconciles get to finish on SIGTERM; the pod's terminationGracePeriodSeconds "
         "must exceed it plus the renew deadline, or the Lease is never released",
+        "float",
+        metavar="SECONDS",
+    ),
+    _Field(
+        "template_deadline",
+        "seconds one template render may take (DatabaseClass inputs and secretFormat); past it the "
+        "Database shows TemplateError and no procedure is called",
         "float",
         metavar="SECONDS",
     ),

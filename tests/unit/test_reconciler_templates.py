@@ -32,6 +32,7 @@ SHORT_DEADLINE = 0.002
 @pytest.fixture
 def short_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(limits, "RENDER_DEADLINE", SHORT_DEADLINE)
+    monkeypatch.setattr(offloop, "LOOP_DEADLINE", 5.0)  # the sandbox's own check, not the backstop
 
 
 def _class(**spec: Any) -> dict[str, Any]:

@@ -29,8 +29,9 @@ from dbaasctl.templates.rendering import render_inputs, render_secret, validate_
 
 __all__ = ["LOOP_DEADLINE", "Renders", "off_loop"]
 
-#: Seconds the loop waits for one compile or render job before giving up on it.
-LOOP_DEADLINE = limits.RENDER_DEADLINE * 5
+#: Seconds the loop waits for one compile or render job before giving up on it; None: five times the
+#: render deadline (which the sandbox checks itself; this is the backstop).
+LOOP_DEADLINE: float | None = None
 _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dbaasctl-templates")
 
 T = TypeVar("T")
@@ -43,6 +44,7 @@ async def off_loop(job: Callable[[], T]) -> T:
     hostile ones is slow, not wrong, and must not fail its Database."""
     loop = asyncio.get_running_loop()
     started: asyncio.Future[None] = loop.create_future()
+    backstop = LOOP_DEADLINE if LOOP_DEADLINE is not None else 5 * limits.RENDER_DEADLINE
 
     def announce() -> None:
         if not started.done():
@@ -56,11 +58,11 @@ async def off_loop(job: Callable[[], T]) -> T:
     try:
         either: list[asyncio.Future[Any]] = [future, started]
         await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-        return await asyncio.wait_for(future, LOOP_DEADLINE)
+        return await asyncio.wait_for(future, backstop)
     except TemplateError:
         raise
     except TimeoutError:
-        raise TemplateSecurityError(f"rendering did not end within {LOOP_DEADLINE:g}s") from None
+        raise TemplateSecurityError(f"rendering did not end within {backstop:g}s") from None
     except Exception as exc:  # anything the sandbox did not classify; its message may quote values
         raise TemplateRenderError(f"{type(exc).__name__} while rendering") from None
 
