@@ -112,6 +112,10 @@ def values_for(release_ns: str, user_ns: str, node: Node, dsn: str, **extra: Any
         },
         "databaseClasses": [{"name": f"{release_ns}-pg", "spec": spec}],
         "keepDatabaseClassesOnUninstall": False,
+        # The catalogue role grants every authenticated user (every ServiceAccount included) read on
+        # DatabaseClasses; a release left installed for the whole session must not lend that right to
+        # the operators other tests run with exactly their own rules.
+        "rbac": {"catalogReaders": []},
         **extra,
     }
 

@@ -312,6 +312,20 @@ def remove_rule(kube: KubeTools, role: list[str], group: str, resource: str, ver
     kube.kubectl("patch", *role, "--type=json", "-p", json.dumps(patch))
 
 
+def assert_right_is_gone(kube: KubeTools, namespace: str, group: str, resource: str, verb: str) -> None:
+    """Without the rule the ServiceAccount must really lack the right: another binding in the cluster
+    (another release's catalogue role, say) would make the proof below wait for a Forbidden that never
+    comes. The RBAC authorizer answers at once; aggregation and caches are not involved."""
+    sa = f"system:serviceaccount:{namespace}:{FULLNAME}"
+    what = f"{resource.split('/')[0]}.{group}" if group else resource.split("/")[0]
+    sub = resource.split("/")[1:]
+    args = ["auth", "can-i", verb, what, f"--as={sa}", "-n", namespace]
+    if sub:
+        args += [f"--subresource={sub[0]}"]
+    answer = kube.kubectl(*args, check=False).stdout.strip()
+    assert answer == "no", f"{sa} may still {verb} {resource} through another binding: {answer}"
+
+
 def test_every_rendered_rule_is_covered(control_plane: KubeTools, namespace: str) -> None:
     """RULES lists every rule of the default ClusterRole and Role: none escapes the proof below."""
     version = json.loads(control_plane.kubectl("version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
@@ -392,6 +406,7 @@ def test_each_rule_is_needed(
         else ["-n", namespace, "role", FULLNAME]
     )
     remove_rule(kube, role, group, resource, verb)
+    assert_right_is_gone(kube, namespace, group, resource, verb)
     if rule == "databases/finalizers" and not owner_reference_enforcement_is_on(
         kube, namespace, user_namespace
     ):
