@@ -121,6 +121,9 @@ class Harness:
         self.crashes = 0
         self.violations: list[str] = []
         self.secret_cache: dict[str, Any] | None = None
+        self.database_cache: dict[str, Any] | None = (
+            None  # an informer that lags: this copy, not the server's
+        )
         self._edits = 0
 
         async def user_edit() -> None:
@@ -159,7 +162,7 @@ class Harness:
         return DatabaseReconciler(
             Dependencies(
                 client=self.api,  # type: ignore[arg-type]
-                get_database=lambda key: self.kube.read(DATABASES, *key.split("/", 1)),
+                get_database=lambda key: self.database_cache or self.kube.read(DATABASES, *key.split("/", 1)),
                 get_secret=lambda ns, name: self._cached_secret(ns, name),
                 admission=Admission(
                     self.state,

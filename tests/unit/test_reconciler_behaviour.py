@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 
 import pytest
@@ -270,3 +271,24 @@ async def test_a_create_reads_the_absent_secret_once_and_recovers_when_it_appear
     await h.converge("other")
     assert created
     assert h.ready("other")[:2] == ("False", reasons.SECRET_CONFLICT)  # type: ignore[index]
+
+
+async def test_a_cached_copy_that_lags_never_undoes_a_recorded_rotation() -> None:
+    """An informer whose watch was re-established after an outage serves the copy from before our own
+    last status write. Deciding on it must not write that old status back (the rotation token with
+    it), or the next pass rotates once more for the same annotation."""
+    h = await _ready_harness()
+    await h.edit({"metadata": {"annotations": {"dbaasctl.io/rotate": "r1"}}})
+    before_the_record = copy.deepcopy(h.db())
+    await h.converge()
+    assert h.dbms.count("rotate") == 1
+    assert (h.db() or {})["status"]["rotationToken"] == "r1"
+
+    h.database_cache = before_the_record
+    await h.reconcile()
+    await h.reconcile()
+    h.database_cache = None
+    await h.converge()
+    assert h.dbms.count("rotate") == 1
+    assert (h.db() or {})["status"]["rotationToken"] == "r1"
+    assert h.ready()[:2] == ("True", reasons.ROTATED)  # type: ignore[index]

@@ -181,9 +181,11 @@ class DatabaseReconciler:
             case RepairSecret(plan, held):
                 return await act.store(c, plan, held)
             case Adopt(generation, operation, retire_at):
+                # A decision on the observed object, not the record of a call: fenced, so a cached copy
+                # that lags our own last status write (rotationToken included) cannot be written back.
                 self._settle(p, o, adopted=generation)
                 p.status.previous_credentials_retire_at = retire_at
-                p.adopt(await self.writer.record_status(p.raw, p.status))
+                p.adopt(await self.writer.fence_status(p.raw, p.status))
                 if operation == "rotate":
                     await act.rollout(c, generation)
                 return None
