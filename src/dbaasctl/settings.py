@@ -1,6 +1,6 @@
 """Process settings of `dbaasctl run`: command-line flags > `DBAASCTL_*` environment > YAML file > defaults.
 
-One table (`FIELDS`) drives all three sources and `--help`, so a setting cannot exist in one place and be
+One table (`FIELDS`, in dbaasctl.settings_flags) drives all three sources and `--help`, so a setting cannot exist in one place and be
 forgotten in another. Every source is merged as raw values first and validated once by the pydantic model,
 and a validation error names the source that supplied the bad value (`--workers`, `DBAASCTL_WORKERS` or
 `workers` in the file), because "invalid int" without a location is useless in a CrashLoopBackOff.
@@ -19,6 +19,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from dbaasctl.settings_flags import BY_NAME as _BY_NAME
+from dbaasctl.settings_flags import CONFIG_FILE_ENV, ENV_PREFIX, FIELDS
+
 __all__ = [
     "ENV_PREFIX",
     "FIELDS",
@@ -33,7 +36,6 @@ __all__ = [
     "parse_args",
 ]
 
-ENV_PREFIX = "DBAASCTL_"
 SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -180,117 +182,6 @@ class Settings(BaseModel):
         except OSError:
             text = ""
         return text or "default"
-
-
-@dataclass(frozen=True)
-class _Field:
-    name: str  # the Settings attribute
-    help: str
-    kind: Literal["str", "int", "float", "bool"] = "str"
-    metavar: str | None = None
-    choices: tuple[str, ...] | None = None
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
-
-    @property
-    def env(self) -> str:
-        return ENV_PREFIX + self.name.upper()
-
-
-FIELDS: tuple[_Field, ...] = (
-    _Field(
-        "kubeconfig",
-        "kubeconfig file to use; default: $KUBECONFIG, then the in-cluster service account, "
-        "then ~/.kube/config",
-        metavar="PATH",
-    ),
-    _Field(
-        "namespace",
-        "the operator's own namespace, where the OperatorConfig, DSN Secrets and the leader Lease live; "
-        "default: $POD_NAMESPACE, then the service account's namespace, then 'default'",
-        metavar="NS",
-    ),
-    _Field("config_name", "name of the OperatorConfig to watch in the operator namespace", metavar="NAME"),
-    _Field("workers", "Databases reconciled concurrently", "int", metavar="N"),
-    _Field(
-        "leader_elect",
-        "elect a leader through a coordination.k8s.io Lease so only one replica reconciles",
-        "bool",
-    ),
-    _Field("leader_election_id", "name of the leader-election Lease", metavar="NAME"),
-    _Field(
-        "watch_list",
-        "fill the caches with streaming lists (one watch with sendInitialEvents=true) instead of paged LISTs",
-        "bool",
-    ),
-    _Field(
-        "lease_duration",
-        "seconds a non-leader waits before it may take over an unrenewed lease",
-        "float",
-        metavar="SECONDS",
-    ),
-    _Field(
-        "renew_deadline",
-        "seconds the leader keeps trying to renew before it steps down",
-        "float",
-        metavar="SECONDS",
-    ),
-    _Field("retry_period", "seconds between leader-election attempts", "float", metavar="SECONDS"),
-    _Field(
-        "shutdown_timeout",
-        "seconds in-flight reconciles get to finish on SIGTERM; the pod's terminationGracePeriodSeconds "
-        "must exceed it plus the renew deadline, or the Lease is never released",
-        "float",
-        metavar="SECONDS",
-    ),
-    _Field(
-        "template_deadline",
-        "seconds one template render may take (DatabaseClass inputs and secretFormat); past it the "
-        "Database shows TemplateError and no procedure is called",
-        "float",
-        metavar="SECONDS",
-    ),
-    _Field(
-        "health_addr",
-        "listen address of /healthz and /readyz (host:port or :port)",
-        metavar="ADDR",
-    ),
-    _Field("metrics_addr", "listen address of /metrics (host:port or :port; 0 disables)", metavar="ADDR"),
-    _Field(
-        "secure_metrics",
-        "answer /metrics only for bearer tokens the API server authorises (TokenReview + SubjectAccessReview "
-        "for GET /metrics); HTTPS when --metrics-cert-file is given",
-        "bool",
-    ),
-    _Field(
-        "metrics_cert_file",
-        "PEM certificate for HTTPS on the metrics listener (with --metrics-key-file); without one, "
-        "--secure-metrics still checks bearer tokens but over plain HTTP",
-        metavar="PATH",
-    ),
-    _Field("metrics_key_file", "PEM private key for --metrics-cert-file", metavar="PATH"),
-    _Field("log_format", "log line format", choices=("json", "console")),
-    _Field(
-        "log_level",
-        "log verbosity; trace also logs every API request",
-        choices=("info", "debug", "trace"),
-    ),
-    _Field(
-        "watch_namespaces",
-        "comma-separated namespaces whose Databases are reconciled; default: all namespaces",
-        metavar="NS[,NS...]",
-    ),
-    _Field(
-        "rollout_workloads",
-        "after a rotation, roll the Deployments, StatefulSets and DaemonSets annotated "
-        "dbaasctl.io/rollout-on-rotation (needs list and patch on them)",
-        "bool",
-    ),
-)
-_BY_NAME = {f.name: f for f in FIELDS}
-CONFIG_FILE_ENV = ENV_PREFIX + "CONFIG_FILE"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
