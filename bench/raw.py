@@ -28,6 +28,7 @@ import json
 import logging
 import re
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -347,8 +348,14 @@ class Raw:
         )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.raw", description=__doc__)
+def subject_main(
+    prog: str,
+    doc: str | None,
+    argv: list[str] | None,
+    run: Callable[[RawSpec, asyncio.Event], Awaitable[None]],
+) -> int:
+    """The command line every bench subject process shares: a spec file in, run until SIGTERM/SIGINT."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc)
     parser.add_argument("spec", type=Path, help="JSON spec written by the benchmark driver")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -359,10 +366,14 @@ def main(argv: list[str] | None = None) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await Raw(spec).run(stop)
+        await run(spec, stop)
 
     asyncio.run(go())
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return subject_main("python -m bench.raw", __doc__, argv, lambda spec, stop: Raw(spec).run(stop))
 
 
 if __name__ == "__main__":

@@ -15,11 +15,7 @@ hook counting requests as `rest_client_requests_total{method,code}` and Event wr
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import logging
-import signal
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -29,7 +25,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from bench.api import SECRETS, Api, ApiError
-from bench.raw import FINALIZER, ROTATE, RawSpec, _now, _procedure_sql, secret_data
+from bench.raw import FINALIZER, ROTATE, RawSpec, _now, _procedure_sql, secret_data, subject_main
 
 RESOURCE = ("dbaasctl.io", "v1", "databases")
 
@@ -163,21 +159,7 @@ async def run(spec: RawSpec, stop: asyncio.Event) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.peers.kopf_operator", description=__doc__)
-    parser.add_argument("spec", type=Path, help="JSON spec written by the benchmark driver")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    spec = RawSpec.load(args.spec)
-
-    async def go() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await run(spec, stop)
-
-    asyncio.run(go())
-    return 0
+    return subject_main("python -m bench.peers.kopf_operator", __doc__, argv, run)
 
 
 if __name__ == "__main__":
