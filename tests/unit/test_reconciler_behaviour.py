@@ -243,6 +243,9 @@ def test_a_refused_write_names_what_the_server_refused() -> None:
     assert describe(forbidden).startswith("403 Forbidden: secrets")
     assert '"databases/finalizers"' in describe(forbidden)
     assert describe(ApiError(500, "InternalError", "etcdserver: request timed out")) == "500 InternalError"
+    # A validation message can quote the request (a Secret's data): it is not repeated in conditions.
+    invalid = ApiError(422, "Invalid", 'Secret "orders-credentials" is invalid: data[password]: "c2VjcmV0"')
+    assert describe(invalid) == "422 Invalid"
 
 
 async def test_a_create_reads_the_absent_secret_once_and_recovers_when_it_appears_meanwhile() -> None:

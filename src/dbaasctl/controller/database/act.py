@@ -313,14 +313,15 @@ def _intent(p: Pass) -> str | None:
     return p.status.pending_operation.name if p.status.pending_operation is not None else None
 
 
-_EXPLAINED_REFUSALS = frozenset({400, 403, 422})
+_EXPLAINED_REFUSALS = frozenset({403})
 
 
 def describe(exc: BaseException) -> str:
     """A failure in a user's words: the API server's status and reason, or what happened to the link.
 
-    For a refusal an administrator must act on (RBAC, admission, validation) the server's own message
-    follows: it names the missing permission or the rejected field. It is already redacted and bounded.
+    For a permission refusal (403) the server's own message follows: it names the missing right or the
+    admission plugin that refused, and an administrator must act on it. Other messages (400, 422) can
+    quote the request body, which for a Secret holds credentials, so they stay in the operator's log.
     """
     if isinstance(exc, ApiError):
         status = f"{exc.status} {exc.reason}".strip()
