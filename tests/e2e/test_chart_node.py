@@ -21,103 +21,18 @@ from typing import Any
 import pytest
 import yaml
 
-from testbed.controlplane import REPO, ControlPlane
+from testbed.chart_release import CHART, RELEASE, Release, pod_dsn, ready_secret, tear_down, values_for
 from testbed.dbms import PostgresServer
 from testbed.leakscan import SUITE
 from testbed.logins import pg_can_login
-from testbed.node import GATEWAY, POD_SUBNET, Node
-from testbed.operator import (
-    Observer,
-    database,
-    install_postgres_procedures,
-    postgres_class,
-    release_databases,
-)
+from testbed.node import Node
+from testbed.operator import Observer, database, install_postgres_procedures
 from testbed.polling import poll
 
-CHART = REPO / "deploy" / "helm" / "dbaasctl"
-RELEASE = "rel"
-FULLNAME = "rel-dbaasctl"
 HEALTH_PORT = 8081
 #: The shortest lifetime the API server accepts for a projected ServiceAccount token.
 SHORT_TOKEN_SECONDS = 600
 TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-
-
-@dataclass
-class Release:
-    kube: ControlPlane
-    node: Node
-    namespace: str
-    user_ns: str
-    values: Path
-
-    def helm(self, *args: str, timeout: float = 360) -> str:
-        return self.kube.helm(*args, "-n", self.namespace, timeout=timeout).stdout
-
-    def pods(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self.kube.kubectl_json(
-            "-n", self.namespace, "get", "pods", "-l", "app.kubernetes.io/instance=" + RELEASE
-        )["items"]
-        return [p for p in items if not p["metadata"].get("deletionTimestamp")]
-
-    def ready_pods(self) -> list[dict[str, Any]]:
-        return [
-            p
-            for p in self.pods()
-            if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
-        ]
-
-    def leader(self) -> str:
-        """The pod holding the Lease (its identity is "<pod name>_<random>")."""
-        got = self.kube.kubectl(
-            "-n", self.namespace, "get", "lease", f"{FULLNAME}-leader", "-o", "json", check=False
-        )
-        if got.returncode != 0:
-            return ""
-        return str(json.loads(got.stdout)["spec"].get("holderIdentity") or "").partition("_")[0]
-
-    def collect_logs(self) -> None:
-        """Every operator pod's log goes into the run-wide credential leak scan."""
-        for pod in self.pods():
-            name = pod["metadata"]["name"]
-            SUITE.add_sink(f"operator pod {name}", self.node.pod_log(self.namespace, name, "operator"))
-
-
-def admit_pod_network(server: PostgresServer) -> None:
-    """The test PostgreSQL listens on loopback; pods reach it DNAT'ed from the bridge, with their own
-    source address, which pg_hba must admit (password auth, as for everyone else)."""
-    hba = server.datadir / "pg_hba.conf"
-    line = f"host all all {POD_SUBNET} scram-sha-256\n"
-    if line not in hba.read_text(encoding="utf-8"):
-        with hba.open("a", encoding="utf-8") as f:
-            f.write(line)
-        server.psql("SELECT pg_reload_conf()")
-
-
-def values_for(release_ns: str, user_ns: str, node: Node, dsn: str, **extra: Any) -> dict[str, Any]:
-    repository, _, tag = node.images.operator.ref.rpartition(":")
-    spec = postgres_class("unused")["spec"]
-    return {
-        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
-        "operator": {"watchNamespaces": [user_ns], "logLevel": "debug"},
-        "operatorConfig": {
-            "keepalive": 5,
-            "dbms": [
-                {
-                    "databaseClassName": f"{release_ns}-pg",
-                    "endpoints": [{"name": "pg", "dsn": dsn, "allowedNamespaces": {"names": [user_ns]}}],
-                }
-            ],
-        },
-        "databaseClasses": [{"name": f"{release_ns}-pg", "spec": spec}],
-        "keepDatabaseClassesOnUninstall": False,
-        # The catalogue role grants every authenticated user (every ServiceAccount included) read on
-        # DatabaseClasses; a release left installed for the whole session must not lend that right to
-        # the operators other tests run with exactly their own rules.
-        "rbac": {"catalogReaders": []},
-        **extra,
-    }
 
 
 @pytest.fixture
@@ -127,25 +42,14 @@ def release(
     kube = node.cp
     user_ns = f"{namespace}-u"[:63]
     kube.create_namespace(user_ns)
-    admit_pod_network(postgres)
-    dsn = install_postgres_procedures(postgres, f"node_{secrets.token_hex(4)}")
-    pod_dsn = dsn.replace(
-        f"@{postgres.host}:{postgres.port}/", f"@{node.forward(postgres.port)}:{postgres.port}/"
-    )
-    assert GATEWAY in pod_dsn
+    dsn = pod_dsn(node, postgres, install_postgres_procedures(postgres, f"node_{secrets.token_hex(4)}"))
     values = tmp_path / "values.yaml"
-    values.write_text(yaml.safe_dump(values_for(namespace, user_ns, node, pod_dsn)), encoding="utf-8")
+    values.write_text(yaml.safe_dump(values_for(namespace, user_ns, node, dsn)), encoding="utf-8")
     rel = Release(kube, node, namespace, user_ns, values)
     try:
         yield rel
     finally:
-        rel.collect_logs()
-        kube.kubectl("-n", user_ns, "delete", "databases", "--all", "--wait=false", check=False)
-        if rel.ready_pods():  # let the operator drop what it created
-            poll(lambda: not kube.kubectl_json("-n", user_ns, "get", "databases")["items"], 90)
-        kube.helm("uninstall", RELEASE, "-n", namespace, "--wait", "--timeout=120s", check=False)
-        release_databases(kube, user_ns)
-        kube.kubectl("delete", "namespace", user_ns, "--wait=false", check=False)
+        tear_down(rel, user_ns)
 
 
 def pod_process(node: Node, pod: dict[str, Any]) -> int:
@@ -187,15 +91,6 @@ def created_events(observer: Observer, namespace: str, name: str) -> int:
         for e in observer.events(namespace, name)
         if e.get("reason") == "Created"
     )
-
-
-def ready_secret(observer: Observer, namespace: str, name: str) -> dict[str, str] | None:
-    db = observer.db(namespace, name)
-    ready = observer.ready_of(db)
-    if not db or not ready or ready[0] != "True":
-        return None
-    secret = observer.secret(namespace, db["status"]["secretName"])
-    return observer.decoded(secret) if secret else None
 
 
 @pytest.mark.timeout(1200)
@@ -299,11 +194,7 @@ def short_token_release(
     kube = node.cp
     namespace = kube.create_namespace(f"short-token-{secrets.token_hex(3)}")
     user_ns = kube.create_namespace(f"{namespace}-u")
-    admit_pod_network(postgres)
-    dsn = install_postgres_procedures(postgres, f"node_{secrets.token_hex(4)}")
-    pod_dsn = dsn.replace(
-        f"@{postgres.host}:{postgres.port}/", f"@{node.forward(postgres.port)}:{postgres.port}/"
-    )
+    dsn = pod_dsn(node, postgres, install_postgres_procedures(postgres, f"node_{secrets.token_hex(4)}"))
     projected = {
         "name": "short-token",
         "projected": {
@@ -321,7 +212,7 @@ def short_token_release(
     # A volume mounted at the token path replaces the default one (the ServiceAccount admission plugin
     # only adds its own when nothing is mounted there).
     values = values_for(
-        namespace, user_ns, node, pod_dsn,
+        namespace, user_ns, node, dsn,
         extraVolumes=[projected],
         extraVolumeMounts=[{"name": "short-token", "mountPath": TOKEN_DIR, "readOnly": True}],
         # The release lives through the rest of the suite, whose reliability tests restart the API
@@ -340,14 +231,7 @@ def short_token_release(
         SUITE.add(first, "short-lived projected token")
         yield ShortTokenRelease(rel, pod, first, time.time())
     finally:
-        rel.collect_logs()
-        kube.kubectl("-n", user_ns, "delete", "databases", "--all", "--wait=false", check=False)
-        if rel.ready_pods():
-            poll(lambda: not kube.kubectl_json("-n", user_ns, "get", "databases")["items"], 90)
-        kube.helm("uninstall", RELEASE, "-n", namespace, "--wait", "--timeout=120s", check=False)
-        release_databases(kube, user_ns)
-        for ns in (user_ns, namespace):
-            kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        tear_down(rel, user_ns, namespace)
 
 
 @pytest.fixture(autouse=True)

@@ -20,6 +20,7 @@ from dbaasctl.controller.database.model import (
     Queued,
     Retire,
     Retired,
+    RollOut,
     Rotate,
     SecretView,
     Wait,
@@ -78,6 +79,58 @@ ROWS: list[Any] = [
         Adopt(2, "rotate", None),
     ),
 ]
+
+
+OWED = {"rolled_out_generation": 1}
+ROLLOUT_ROWS: list[Any] = [
+    (
+        "roll-out owed, in grace: roll out",
+        dict(status=GRACE.model_copy(update=OWED), previous=KEPT),
+        RollOut(2),
+    ),
+    (
+        "roll-out owed, retire due: retire first",
+        dict(status=DUE.model_copy(update=OWED), previous=KEPT),
+        Retire(TWO, OLD),
+    ),
+    (
+        "roll-out owed, a rotation asked for: the rotation first",
+        dict(
+            status=PROVISIONED.model_copy(update={**OWED, "credential_generation": 2}), rotate_annotation="v9"
+        ),
+        Rotate(TWO, ("rotate annotation has a new value",)),
+    ),
+    (
+        "roll-out owed, Secret behind status: not before the Secret is repaired",
+        dict(
+            status=GRACE.model_copy(update=OWED),
+            previous=KEPT,
+            secret=SecretView(exists=True, owned=True, generation=1),
+        ),
+        Queued,
+    ),
+    (
+        "rolled out: wait for retire",
+        dict(status=GRACE.model_copy(update={"rolled_out_generation": 2}), previous=KEPT),
+        Wait(240.0),
+    ),
+    ("never rolled (Database from before roll-out was on)", dict(status=GRACE, previous=KEPT), Wait(240.0)),
+    (
+        "roll-out off: nothing owed",
+        dict(status=GRACE.model_copy(update=OWED), previous=KEPT, rollout_workloads=False),
+        Wait(240.0),
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "changes", "expected"), ROLLOUT_ROWS, ids=[r[0] for r in ROLLOUT_ROWS])
+def test_decide_roll_out(case: str, changes: dict[str, Any], expected: Any) -> None:
+    changes = {"admission": TWO, "secret": TWO_SECRET, "rollout_workloads": True, **changes}
+    step = decide(observed(**changes))
+    if isinstance(expected, type):
+        assert isinstance(step, expected), step
+    else:
+        assert step == expected
 
 
 @pytest.mark.parametrize(("case", "changes", "expected"), ROWS, ids=[r[0] for r in ROWS])

@@ -47,6 +47,11 @@ async def _harness(rollout: bool = True, **klass: Any) -> Harness:
     return h
 
 
+def _status(h: Harness) -> dict[str, Any]:
+    status: dict[str, Any] = (h.db() or {}).get("status") or {}
+    return status
+
+
 def _generation(h: Harness, ref: ResourceRef, name: str) -> str | None:
     obj = h.kube.read(ref, NS, name) or {}
     annotations = obj["spec"]["template"]["metadata"].get("annotations") or {}
@@ -100,11 +105,11 @@ async def test_rotation_recorded_by_adoption_still_rolls() -> None:
     assert _generation(h, DEPLOYMENTS, "web") == "2"
 
 
-async def test_a_failed_roll_out_is_an_event_and_the_rotation_stands() -> None:
+async def test_a_failed_roll_out_is_an_event_and_is_tried_again_while_the_rotation_stands() -> None:
     h = await _harness()
     await h.edit({"metadata": {"annotations": {"dbaasctl.io/rotate": "v1"}}})
     h.api.faults.append(Fault("patch web", SERVER_ERROR))  # the request labelled by its last path part
-    await h.converge()
+    await h.reconcile()
     assert _generation(h, DEPLOYMENTS, "web") is None
     assert _generation(h, STATEFULSETS, "worker") == "2"
     failed = [n for _, r, n in h.events.items if r == reasons.ROLLOUT_FAILED]
@@ -112,7 +117,45 @@ async def test_a_failed_roll_out_is_an_event_and_the_rotation_stands() -> None:
     ready = h.ready()
     assert ready is not None
     assert ready[:2] == ("True", reasons.ROTATED)
+    assert _status(h)["rolledOutGeneration"] == 1
+
+    await h.converge()  # the retry, ROLLOUT_RETRY seconds later
+    assert _generation(h, DEPLOYMENTS, "web") == "2"
+    assert _status(h)["rolledOutGeneration"] == 2
     assert [c.operation for c in h.dbms.calls] == ["create", "rotate"]
+    h.api.requests.clear()
+    await h.converge()
+    assert not [r for r in h.api.requests if r.startswith("patch")]
+
+
+async def test_an_operator_stopped_between_the_rotation_record_and_the_roll_out_rolls_after_restart() -> None:
+    h = await _harness()
+    await h.edit({"metadata": {"annotations": {"dbaasctl.io/rotate": "v1"}}})
+    # The intent marker, then the record of the rotation: applied, and the process dies right after.
+    h.api.faults.append(Fault("patch databases/status", CRASH, nth=2))
+    await h.reconcile()
+    assert h.crashes == 1
+    assert _status(h)["credentialGeneration"] == 2
+    assert _generation(h, DEPLOYMENTS, "web") is None  # nothing rolled before the crash
+
+    await h.converge()
+    assert _generation(h, DEPLOYMENTS, "web") == "2"
+    assert _generation(h, STATEFULSETS, "worker") == "2"
+    assert _status(h)["rolledOutGeneration"] == 2
+    assert [c.operation for c in h.dbms.calls] == ["create", "rotate"]
+
+
+async def test_a_roll_out_that_keeps_failing_never_holds_back_retire() -> None:
+    h = await _harness(retire=True, grace="10m")
+    first = h.secret()
+    assert first is not None
+    await h.edit({"metadata": {"annotations": {"dbaasctl.io/rotate": "v1"}}})
+    h.api.faults.extend(Fault("patch web", SERVER_ERROR) for _ in range(100))
+    await h.converge(passes=60)  # every try fails; the grace period runs out meanwhile
+    assert [c.operation for c in h.dbms.calls] == ["create", "rotate", "retire"]
+    assert not h.dbms.accepts(first["username"], first["password"])
+    assert _generation(h, DEPLOYMENTS, "web") is None
+    assert _status(h)["rolledOutGeneration"] == 1  # still owed, still tried
 
 
 @pytest.mark.parametrize(

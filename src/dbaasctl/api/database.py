@@ -83,6 +83,10 @@ class DatabaseStatus(ApiModel):
     #: Two-phase rotation: when the retire procedure is due to end the credentials the last rotation
     #: superseded (kept in the Secret `<secretName>-previous` until then); None when none are pending.
     previous_credentials_retire_at: Timestamp | None = None
+    #: With roll-out of consumers on: the credential generation the opted-in workloads were rolled to.
+    #: Set behind credentialGeneration in the same write that records a rotation, caught up once the
+    #: roll-out is done, so an operator that stops in between still rolls them after its restart.
+    rolled_out_generation: int | None = None
     #: When the delete procedure succeeded; from then on only the Secret and the finalizer are removed.
     deleted_at: Timestamp | None = None
 

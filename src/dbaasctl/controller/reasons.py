@@ -240,7 +240,8 @@ CATALOGUE: tuple[Reason, ...] = (
         "Warning",
         None,
         "A workload that opted in could not be rolled after a rotation (RBAC not granted: the chart's "
-        "operator.rolloutWorkloads; API failure). The rotation itself stands; roll the workload by hand.",
+        "operator.rolloutWorkloads; API failure). The rotation itself stands; the roll-out is tried again "
+        "every 30 s (status.rolledOutGeneration stays behind until it succeeds), never in retire's way.",
     ),
     Reason(
         LEGACY_ANNOTATION,

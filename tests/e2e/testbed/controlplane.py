@@ -42,6 +42,10 @@ KCM_CONTROLLERS = (
     "replicaset-controller",
     "node-lifecycle-controller",
     "disruption-controller",
+    # A Service's ready pods, which the API server's service proxy picks from (EndpointSlices in v1.37,
+    # Endpoints in v1.35): how the rotation roll-out test reaches its application without kube-proxy.
+    "endpointslice-controller",
+    "endpoints-controller",
 )
 #: The Kubernetes minor the test bed runs: "current" (newest supported, `make test`) or "compat" (oldest
 #: supported, `make test-compat`). Each has its own pinned binaries (tests/e2e/controlplane/build.sh).

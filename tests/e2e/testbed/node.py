@@ -107,6 +107,24 @@ def _sysctl(key: str, value: str | None = None) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
+def _kill_members(cgroups: list[str]) -> None:
+    """Kill what the node's cgroups still hold. A container whose shim was gone before the shims were
+    killed (a pod deleted while the node stopped) is re-parented to init; it would keep its cgroup and
+    its pod's network namespace (a veth on the host) after the test bed stopped."""
+    pids: set[int] = set()
+    for path in cgroups:
+        for procs in Path(path).rglob("cgroup.procs"):
+            with contextlib.suppress(OSError, ValueError):
+                pids.update(int(pid) for pid in procs.read_text(encoding="utf-8").split())
+    victims = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(pid)
+            proc.kill()
+            victims.append(proc)
+    psutil.wait_procs(victims, timeout=30)
+
+
 class Node:
     """containerd + kubelet + kube-scheduler against one ControlPlane."""
 
@@ -425,6 +443,7 @@ disabled_plugins = {json.dumps(disabled)}
             )
             if not left:
                 return
+            _kill_members(left)
             for path in left:
                 for sub in sorted(
                     (p for p in Path(path).rglob("*") if p.is_dir()), key=lambda p: len(str(p)), reverse=True

@@ -4,7 +4,7 @@
   Secret (cache, a miss confirmed by a GET), admission (strict until create was called), and what this
   process holds in memory (credentials not yet stored).
 - decide (`decide.py`): a pure function of that and the time → one step: Create, Rotate(why),
-  RepairSecret, Adopt, Retire, Retired, Queued, RepairLabels, RemoveAnnotation, Delete, Release,
+  RepairSecret, Adopt, RollOut, Retire, Retired, Queued, RepairLabels, RemoveAnnotation, Delete, Release,
   Blocked(reason), Wait(until), Nothing. No I/O; the table tests walk every row below.
 - act (`act.py`): performs the step; a step that moved the object on (finalizer, adopt, annotation) is
   followed by another observe/decide in the same pass, at most MAX_STEPS.
@@ -40,6 +40,10 @@ Exactly once: the rules, by what the pass finds.
 |                                                            |   (the samples are), and only a re-run can     |
 |                                                            |   complete a create cut off half-way           |
 | not provisioned, no intent                                 | admission (strict), then Create                |
+| provisioned, roll-out of workloads on, rolledOutGeneration| RollOut: annotate the opted-in pod templates,  |
+|   behind credentialGeneration (the operator stopped       |   then record rolledOutGeneration; a failure is|
+|   between the rotation's record and the roll-out), no     |   an Event and another try in ROLLOUT_RETRY s  |
+|   rotation asked for, retire not due                       |                                                |
 | provisioned: rotate annotation, Secret missing or edited,  | Rotate(why); "true" is recorded as             |
 |   issued credentials not stored (intent left, Secret       |   rotationToken "true" with the new credentials|
 |   generation behind status), interval elapsed              |   and the annotation removed afterwards        |

@@ -37,6 +37,10 @@ log = logging.getLogger("dbaasctl.controller.database")
 __all__ = ["Ctx", "Exit"]
 
 
+#: Seconds before a failed roll-out of workloads is tried again.
+ROLLOUT_RETRY = 30.0
+
+
 @dataclass(frozen=True)
 class Exit:
     result: Result | None
@@ -201,6 +205,8 @@ async def store(c: Ctx, plan: Plan, held: Held) -> Exit | None:
     endpoint = p.status.endpoint or plan.endpoint
     if held.operation == "rotate":
         p.status.last_rotation_time = now
+        if c.d.rollout_workloads:
+            p.status.rolled_out_generation = held.generation - 1  # caught up by `rollout`
         grace = plan.klass.grace_period
         kept = ""
         if held.previous is not None and grace is not None:
@@ -223,20 +229,30 @@ async def store(c: Ctx, plan: Plan, held: Held) -> Exit | None:
                  extra={"database": p.key, "endpoint": endpoint})  # fmt: skip
     p.adopt(await c.w.record_status(p.raw, p.status))
     if held.operation == "rotate":
-        await rollout(c, held.generation)
+        return await rollout(c, held.generation)
     return None
 
 
-async def rollout(c: Ctx, generation: int) -> None:
-    """Roll the workloads that opted in (see `rollout`); an Event either way, never a failed pass."""
+async def rollout(c: Ctx, generation: int) -> Exit | None:
+    """Roll the workloads that opted in (see `rollout`), then record it in rolledOutGeneration.
+
+    Never a failed pass: the rotation stands. A failure is an Event and another try in ROLLOUT_RETRY
+    seconds (decide's RollOut step, which also resumes a roll-out the operator stopped before).
+    The record is fenced: a cached copy that lags our own writes must not be written back.
+    """
     p = c.p
     if not c.d.rollout_workloads:
-        return
+        return None
     done = await roll_out(c.d.client, c.d.field_manager, p.namespace, p.name, p.secret_name, generation)
     if done.rolled:
         c.event(reasons.ROLLED_OUT, f"credential generation {generation}: rolled {', '.join(done.rolled)}")
     if done.failed:
         c.event(reasons.ROLLOUT_FAILED, f"could not roll: {'; '.join(done.failed)}", warning=True)
+        return Exit(Result(requeue_after=ROLLOUT_RETRY))
+    if (p.status.rolled_out_generation or 0) < generation:
+        p.status.rolled_out_generation = generation
+        p.adopt(await c.w.fence_status(p.raw, p.status))
+    return None
 
 
 async def delete(c: Ctx, plan: Plan) -> Exit | None:

@@ -24,6 +24,7 @@ from dbaasctl.controller.database.model import (
     RepairSecret,
     Retire,
     Retired,
+    RollOut,
     Rotate,
     Step,
     Wait,
@@ -157,6 +158,10 @@ def _maintaining(o: Observed) -> Step:
         keep = grace is not None and o.previous.exists
         return Adopt(s.generation, "rotate", o.now + grace if keep and grace is not None else None)
     why = rotation_reasons(o)
+    if _rollout_behind(o) and not why and not _retire_due(o):
+        # Before retire ends the login the old pods use, never in its way (nor in a rotation's): a
+        # roll-out that keeps failing must not keep old credentials alive or block new ones.
+        return RollOut(status.credential_generation or 0)
     if o.retire_pending:
         step = _retiring(o, why)
         if step is not None:
@@ -175,6 +180,24 @@ def _maintaining(o: Observed) -> Step:
     if due is not None:
         return Wait(max(1.0, (due - o.now).total_seconds()))
     return Nothing()
+
+
+def _rollout_behind(o: Observed) -> bool:
+    rolled = o.status.rolled_out_generation
+    return (
+        o.rollout_workloads
+        and rolled is not None
+        and rolled < (o.status.credential_generation or 0)
+        and secret_usable(o)
+    )
+
+
+def _retire_due(o: Observed) -> bool:
+    if not o.retire_pending:
+        return False
+    pending = o.status.pending_operation
+    retire_at = o.status.previous_credentials_retire_at or o.now
+    return o.retired or (pending is not None and pending.name == "retire") or o.now >= retire_at - _EARLY
 
 
 def _retiring(o: Observed, why: list[str]) -> Step | None:

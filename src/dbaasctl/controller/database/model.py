@@ -105,6 +105,8 @@ class Observed:
     started: datetime | None = None
     #: This process saw the retire procedure succeed and could not record it yet.
     retired: bool = False
+    #: The operator rolls opted-in workloads after a rotation (`--rollout-workloads`).
+    rollout_workloads: bool = False
 
     @property
     def plan(self) -> Plan | None:
@@ -167,6 +169,13 @@ class Adopt:
     generation: int
     operation: Literal["create", "rotate"]
     retire_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RollOut:
+    """A rotation is recorded but the workloads that opted in were not rolled to it yet."""
+
+    generation: int
 
 
 @dataclass(frozen=True)
@@ -251,6 +260,7 @@ Step = (
     | Rotate
     | RepairSecret
     | Adopt
+    | RollOut
     | RepairLabels
     | RemoveAnnotation
     | Retire

@@ -96,6 +96,7 @@ async def observe(
     previous_secret: JsonDict | None = None,
     retired: bool = False,
     started: datetime | None = None,
+    rollout_workloads: bool = False,
 ) -> Observed:
     db = p.db
     state = inspect_secret(secret, p.raw)
@@ -139,6 +140,7 @@ async def observe(
         now=now,
         previous=previous,
         retired=retired,
+        rollout_workloads=rollout_workloads,
         uid=db.metadata.uid or "",
         started=started,
     )

@@ -40,6 +40,7 @@ from dbaasctl.controller.database.model import (
     RepairSecret,
     Retire,
     Retired,
+    RollOut,
     Rotate,
     Step,
     Wait,
@@ -139,7 +140,7 @@ class DatabaseReconciler:
                 previous = await self._read_previous(p)
                 observed = await observe(
                     p, secret, self.d.admission, self.memory.held_for(p), self.d.clock(), previous,
-                    self.memory.ident(p) in self.memory.retired, self.started,
+                    self.memory.ident(p) in self.memory.retired, self.started, self.d.rollout_workloads,
                 )  # fmt: skip
                 self._tell_legacy(p)
                 step = decide(observed)
@@ -185,10 +186,14 @@ class DatabaseReconciler:
                 # that lags our own last status write (rotationToken included) cannot be written back.
                 self._settle(p, o, adopted=generation)
                 p.status.previous_credentials_retire_at = retire_at
+                if operation == "rotate" and self.d.rollout_workloads:
+                    p.status.rolled_out_generation = generation - 1  # caught up by `rollout`
                 p.adopt(await self.writer.fence_status(p.raw, p.status))
                 if operation == "rotate":
-                    await act.rollout(c, generation)
+                    return await act.rollout(c, generation)
                 return None
+            case RollOut(generation):
+                return await act.rollout(c, generation)
             case Retire(plan, previous):
                 return await retire.retire(c, plan, previous, o)
             case Retired(called):
