@@ -15,10 +15,10 @@ from dbaasctl.api.operatorconfig import OperatorConfig
 from dbaasctl.controller.admission import Admission
 from dbaasctl.controller.config import ConfigReconciler, ConfigState
 from dbaasctl.controller.database import DATABASES, DatabaseMetrics, DatabaseReconciler, Dependencies
-from dbaasctl.controller.database.rollout import WORKLOADS
+from dbaasctl.controller.database.rollout import ROLLOUT_ANNOTATION, WORKLOADS
 from dbaasctl.dbms.endpoints import EndpointRegistry
 from dbaasctl.kube.controller import Result
-from dbaasctl.kube.resources import SECRETS
+from dbaasctl.kube.resources import SECRETS, ResourceRef
 from support.fakekube import FakeKube
 
 NS = "shop"
@@ -262,3 +262,16 @@ class Harness:
             ):
                 return outcomes
         return outcomes
+
+
+def opted_in_workload(ref: ResourceRef, name: str, opt_in: str | None) -> dict[str, Any]:
+    """A Deployment, StatefulSet or DaemonSet, annotated to roll on rotations of `opt_in` (if given)."""
+    meta: dict[str, Any] = {"name": name, "namespace": NS}
+    if opt_in is not None:
+        meta["annotations"] = {ROLLOUT_ANNOTATION: opt_in}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": ref.kind,
+        "metadata": meta,
+        "spec": {"template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": []}}},
+    }

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 from reconciler_fakes import CRASH, KINDS, TIMEOUT_APPLIED, Fault
-from reconciler_harness import NS, Harness, database_class
+from reconciler_harness import NS, Harness, database_class, opted_in_workload
 
 from dbaasctl.controller import reasons
 from dbaasctl.controller.database import DATABASES
+from dbaasctl.controller.database.rollout import DEPLOYMENTS, template_annotation
 from dbaasctl.kube.controller import Result
 from dbaasctl.kube.resources import SECRETS
 from dbaasctl.observability.metrics import sample_value
@@ -22,9 +23,11 @@ PREVIOUS = "-credentials-previous"
 FAULT_MATRIX: dict[tuple[str, str], Counter[str]] = {}
 
 
-async def _two_phase(grace: str = "10m", interval: str | None = None) -> Harness:
-    h = Harness(klass=database_class(retire=True, grace=grace, interval=interval))
+async def _two_phase(grace: str = "10m", interval: str | None = None, *, rollout: bool = False) -> Harness:
+    h = Harness(klass=database_class(retire=True, grace=grace, interval=interval), rollout=rollout)
     await h.start()
+    if rollout:
+        h.kube.seed(DEPLOYMENTS, opted_in_workload(DEPLOYMENTS, "web", "orders"))
     h.create_database()
     await h.converge()
     assert h.ready() is not None
@@ -191,8 +194,8 @@ async def _rotate_and_retire(h: Harness) -> None:
     await h.converge(passes=40)
 
 
-async def _trace() -> tuple[list[str], list[str]]:
-    h = await _two_phase()
+async def _trace(rollout: bool) -> tuple[list[str], list[str]]:
+    h = await _two_phase(rollout=rollout)
     await h.edit({"metadata": {"annotations": {"dbaasctl.io/rotate": "2026-02"}}})
     h.api.requests.clear()
     h.dbms.calls.clear()
@@ -200,9 +203,10 @@ async def _trace() -> tuple[list[str], list[str]]:
     return list(h.api.requests), [c.operation for c in h.dbms.calls]
 
 
+@pytest.mark.parametrize("rollout", [False, True], ids=["", "roll-out"])
 @pytest.mark.parametrize("kind", KINDS)
-async def test_fault_matrix_two_phase(kind: str) -> None:
-    requests, calls = await _trace()
+async def test_fault_matrix_two_phase(kind: str, rollout: bool) -> None:
+    requests, calls = await _trace(rollout)
     assert calls == ["rotate", "retire"], calls
     seen: Counter[str] = Counter()
     points: list[tuple[str, str, int]] = []
@@ -211,7 +215,7 @@ async def test_fault_matrix_two_phase(kind: str) -> None:
         points.append(("api", label, seen[label]))
     points += [("dbms", call, 1) for call in calls]
     for where, label, nth in points:
-        h = await _two_phase()
+        h = await _two_phase(rollout=rollout)
         first = h.secret()
         assert first is not None
         await h.edit({"metadata": {"annotations": {"dbaasctl.io/rotate": "2026-02"}}})
@@ -221,7 +225,7 @@ async def test_fault_matrix_two_phase(kind: str) -> None:
             h.dbms.faults.append((label, kind))
         h.dbms.calls.clear()
         await _rotate_and_retire(h)
-        point = f"{where}:{label}#{nth}"
+        point = f"{where}:{label}#{nth}" + (" (roll-out)" if rollout else "")
         done = Counter(c.operation for c in h.dbms.calls if c.applied)
         cell = FAULT_MATRIX.setdefault((point, kind), Counter())
         cell["runs"] += 1
@@ -234,7 +238,7 @@ def _assert_two_phase(h: Harness, point: str, kind: str, done: Counter[str], fir
     assert not h.violations, (where, h.violations)
     assert h.dbms.bad_retires == 0, where  # never the credentials in use
     unseen = kind == CRASH or (point.startswith("dbms:") and kind == TIMEOUT_APPLIED)
-    rotate_lost = kind == CRASH or (point == "dbms:rotate#1" and unseen)
+    rotate_lost = kind == CRASH or (point.startswith("dbms:rotate#1") and unseen)
     assert 1 <= done["rotate"] <= (2 if rotate_lost else 1), (where, done)
     assert 1 <= done["retire"] <= (2 if unseen else 1), (where, done)
     assert done["create"] == 0, (where, done)
@@ -251,6 +255,12 @@ def _assert_two_phase(h: Harness, point: str, kind: str, done: Counter[str], fir
     assert h.dbms.logins == {secret["username"]: secret["password"]}, where
     assert not h.dbms.accepts(first["username"], first["password"]), where
     assert h.kube.read(SECRETS, NS, f"orders{PREVIOUS}") is None, where
+    if point.endswith("(roll-out)"):
+        generation = status["credentialGeneration"]
+        assert status["rolledOutGeneration"] == generation, where
+        web = h.kube.read(DEPLOYMENTS, NS, "web") or {}
+        annotations = web["spec"]["template"]["metadata"].get("annotations") or {}
+        assert annotations.get(template_annotation("orders")) == str(generation), where
 
 
 def test_print_two_phase_fault_matrix() -> None:

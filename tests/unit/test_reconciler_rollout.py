@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from reconciler_fakes import CRASH, SERVER_ERROR, Fault
-from reconciler_harness import NS, Harness, database_class
+from reconciler_harness import NS, Harness, database_class, opted_in_workload
 
 from dbaasctl.controller import reasons
 from dbaasctl.controller.database.rollout import (
@@ -23,25 +23,13 @@ from dbaasctl.kube.resources import ResourceRef
 KEY = template_annotation("orders")
 
 
-def _workload(ref: ResourceRef, name: str, opt_in: str | None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "namespace": NS}
-    if opt_in is not None:
-        meta["annotations"] = {ROLLOUT_ANNOTATION: opt_in}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": ref.kind,
-        "metadata": meta,
-        "spec": {"template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": []}}},
-    }
-
-
 async def _harness(rollout: bool = True, **klass: Any) -> Harness:
     h = Harness(klass=database_class(**klass), rollout=rollout)
     await h.start()
-    h.kube.seed(DEPLOYMENTS, _workload(DEPLOYMENTS, "web", "orders"))
-    h.kube.seed(STATEFULSETS, _workload(STATEFULSETS, "worker", "payments, orders-credentials"))
-    h.kube.seed(DAEMONSETS, _workload(DAEMONSETS, "agent", None))
-    h.kube.seed(DEPLOYMENTS, _workload(DEPLOYMENTS, "billing", "payments"))
+    h.kube.seed(DEPLOYMENTS, opted_in_workload(DEPLOYMENTS, "web", "orders"))
+    h.kube.seed(STATEFULSETS, opted_in_workload(STATEFULSETS, "worker", "payments, orders-credentials"))
+    h.kube.seed(DAEMONSETS, opted_in_workload(DAEMONSETS, "agent", None))
+    h.kube.seed(DEPLOYMENTS, opted_in_workload(DEPLOYMENTS, "billing", "payments"))
     h.create_database()
     await h.converge()
     return h
