@@ -295,3 +295,26 @@ async def test_a_cached_copy_that_lags_never_undoes_a_recorded_rotation() -> Non
     assert h.dbms.count("rotate") == 1
     assert (h.db() or {})["status"]["rotationToken"] == "r1"
     assert h.ready()[:2] == ("True", reasons.ROTATED)  # type: ignore[index]
+
+
+async def test_a_lagging_copy_that_is_blocked_never_writes_its_old_status_back() -> None:
+    """The same lagging copy, on a pass that cannot act (the class is gone for a moment): reporting
+    Blocked must not write the copy's old status (credential generation, rotation token) back over the
+    recorded rotation, or the Secret looks one generation ahead and the annotation unhonoured."""
+    h = await _ready_harness()
+    await h.edit({"metadata": {"annotations": {"dbaasctl.io/rotate": "r1"}}})
+    before_the_record = copy.deepcopy(h.db())
+    secret_before = copy.deepcopy(h.kube.read(SECRETS, NS, "orders-credentials"))
+    await h.converge()
+    assert h.dbms.count("rotate") == 1
+
+    klass = h.classes.pop("pg")
+    h.database_cache, h.secret_cache = before_the_record, secret_before  # both informers lag
+    await h.reconcile()
+    h.database_cache = h.secret_cache = None
+    h.classes["pg"] = klass
+    await h.converge()
+    assert h.dbms.count("rotate") == 1
+    status = (h.db() or {})["status"]
+    assert status["rotationToken"] == "r1"
+    assert status["credentialGeneration"] == 2

@@ -1,5 +1,6 @@
 """A Hypothesis state machine over random interleavings of user edits, rotations, Secret deletions,
-Database deletion, API and DBMS failures and operator crashes, with reconcile passes in between.
+Database deletion, API and DBMS failures, operator crashes and informers serving an older copy (as after
+a watch outage), with reconcile passes in between.
 
 After every step: Ready=True only while the Secret holds what the DBMS accepts, create never repeated.
 At the end, with the faults gone: the operator converges and nothing is orphaned.
@@ -8,6 +9,7 @@ At the end, with the faults gone: the operator converges and nothing is orphaned
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -42,6 +44,9 @@ class Lifecycle(RuleBasedStateMachine):
         self.rotate_intents = 0  # annotation values, "true", Secret deletions or edits
         self.risky = 0  # faults that may destroy issued credentials (each may cost one more rotate)
         self.deleted = False
+        #: What the informers could serve: the Database and its Secret as they were after each step.
+        self.history: list[tuple[dict[str, Any] | None, dict[str, Any] | None]] = []
+        self.klass: dict[str, Any] | None = None
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)
@@ -102,11 +107,38 @@ class Lifecycle(RuleBasedStateMachine):
         for _ in range(passes):
             self.run(self.h.reconcile())
 
+    @rule()
+    def dba_removes_or_restores_the_class(self) -> None:
+        """The class missing for a while: passes can only report (Blocked), never act."""
+        if self.klass is None:
+            self.klass = self.h.classes.pop("pg")
+        else:
+            self.h.classes["pg"], self.klass = self.klass, None
+
+    @rule(back=st.integers(1, 6))
+    def operator_works_on_lagging_informers(self, back: int) -> None:
+        """One pass on copies from `back` steps ago (as after a watch outage: our own writes and the
+        user's since then unseen). Its Ready may be as stale as its view; what it does must not be
+        repeated once the informers catch up."""
+        if len(self.history) <= back:
+            return
+        database, secret = self.history[-1 - back]
+        if database is None:
+            return
+        self.h.database_cache, self.h.secret_cache = database, secret
+        try:
+            self.run(self.h.reconcile(check=False))
+        finally:
+            self.h.database_cache = self.h.secret_cache = None
+
     # -- what must hold --------------------------------------------------------------------------
     @invariant()
     def safe(self) -> None:
         if not hasattr(self, "h"):
             return
+        self.history.append(
+            (copy.deepcopy(self.h.db()), copy.deepcopy(self.h.kube.read(SECRETS, NS, "orders-credentials")))
+        )
         assert not self.h.violations, self.h.violations
         # Create runs again only after a fault that hid its outcome.
         assert self.h.dbms.repeats <= self.risky
@@ -114,6 +146,8 @@ class Lifecycle(RuleBasedStateMachine):
 
     def _converged(self) -> None:
         h = self.h
+        if self.klass is not None:
+            h.classes["pg"], self.klass = self.klass, None
         h.api.faults.clear()
         h.dbms.faults.clear()
         for _ in range(4):
@@ -139,7 +173,7 @@ class Lifecycle(RuleBasedStateMachine):
 
 
 Lifecycle.TestCase.settings = settings(
-    max_examples=60,
+    max_examples=600,
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
@@ -197,6 +231,8 @@ class TwoPhaseLifecycle(Lifecycle):
 
     def _converged(self) -> None:
         h = self.h
+        if self.klass is not None:
+            h.classes["pg"], self.klass = self.klass, None
         h.api.faults.clear()
         h.dbms.faults.clear()
         for _ in range(3):
@@ -216,7 +252,7 @@ class TwoPhaseLifecycle(Lifecycle):
 
 
 TwoPhaseLifecycle.TestCase.settings = settings(
-    max_examples=60,
+    max_examples=600,
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

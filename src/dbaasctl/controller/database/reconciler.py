@@ -249,12 +249,15 @@ class DatabaseReconciler:
         self.memory.reset(p)
 
     async def _record(self, p: Pass) -> None:
-        """The one status writer on every exit: only when something differs from the server's copy."""
+        """The one status writer on every exit: only the fields this pass changed. The copy it started
+        from may lag our own last write (an informer catching up after an outage); sending its other
+        fields back would undo a recorded rotation (generation, rotation token), and the next pass
+        would rotate again for the same annotation."""
         wanted = status_body(copy_status(p.status), p.db.metadata.generation)
-        current = {k: v for k, v in wanted.items() if v is not None}
-        if current == p.server_status:
+        changed = {k: v for k, v in wanted.items() if p.server_status.get(k) != v}
+        if not changed:
             return
-        p.adopt(await self.writer.record_status(p.raw, p.status), keep_status=True)
+        p.adopt(await self.writer.record_status_fields(p.raw, changed), keep_status=True)
 
     def _api_failure(self, p: Pass, exc: BaseException, o: Observed | None) -> act.Exit:
         """The API server failed mid-pass (after the retries in place): requeue with backoff, and never

@@ -113,8 +113,12 @@ class Writer:
     # -- records -----------------------------------------------------------------------------------
     async def record_status(self, raw: JsonDict, status: DatabaseStatus) -> JsonDict:
         """Write the whole status without a precondition, retried; raises after the last attempt."""
+        return await self.record_status_fields(raw, status_body(status, raw["metadata"].get("generation")))
+
+    async def record_status_fields(self, raw: JsonDict, fields: JsonDict) -> JsonDict:
+        """Write these status fields (null: unset) without a precondition, retried."""
         meta = raw["metadata"]
-        body = {"status": status_body(status, meta.get("generation"))}
+        body = {"status": fields}
         path = DATABASES.path(meta["namespace"], meta["name"], "status")
         return await self._retry(
             lambda: self.client.patch(path, body, "merge", field_manager=self.field_manager)
