@@ -216,6 +216,10 @@ def test_blocked_rotation_keeps_ready_true_while_the_secret_works() -> None:
     gone = decide(observed(secret=SecretView(), admission=REFUSED))
     assert isinstance(gone, Blocked)
     assert gone.ready == "False"
+    # A rotate whose outcome is unknown may have replaced what the Secret holds: not Ready=True.
+    unknown = decide(observed(status=pending("rotate"), admission=REFUSED))
+    assert isinstance(unknown, Blocked)
+    assert unknown.ready == "False"
 
 
 def test_admission_failure_is_a_terminal_error() -> None:

@@ -67,9 +67,13 @@ def decide(o: Observed) -> Step:
 
 
 def secret_usable(o: Observed) -> bool:
-    """Does the Secret hold the credentials the DBMS last issued (so Ready may be True)?"""
+    """Does the Secret hold the credentials the DBMS last issued (so Ready may be True)? Not while a
+    rotate's outcome is unknown: it may have replaced them."""
     s = o.secret
     if not (s.exists and s.owned) or s.drifted or o.held is not None:
+        return False
+    pending = o.status.pending_operation
+    if pending is not None and pending.name == "rotate":
         return False
     return s.generation is None or s.generation >= (o.status.credential_generation or 0)
 
