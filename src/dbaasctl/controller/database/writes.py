@@ -6,8 +6,9 @@ happened yet, so nothing is lost.
 
 *Records* go after a side effect (the Secret, status bookkeeping): a concurrent edit of spec or metadata
 must not make them fail, so status patches carry no resourceVersion (the operator is the only status
-writer) and a Secret write re-reads the Secret, not the Database. Transient failures of any type (an
-`ApiError` 409/429/5xx, a connection reset, a timeout) are retried in place, bounded and jittered.
+writer) and a Secret write is fenced by the Secret as last read from the API server (the pass's own read
+for the first attempt, a new GET for every retry), not by the Database. Transient failures of any type
+(an `ApiError` 409/429/5xx, a connection reset, a timeout) are retried in place, bounded and jittered.
 """
 
 from __future__ import annotations
