@@ -1,6 +1,6 @@
 """What `dbaasctl run` loads is what its configuration needs: a DBMS driver library (megabytes resident
 each) only once an endpoint of that driver is configured, RE2 only once a class declares a parameter
-pattern. Each case runs in a fresh interpreter, so nothing another test imported can hide an eager import.
+pattern, PyYAML only to read a kubeconfig or settings file. Each case runs in a fresh interpreter, so nothing another test imported can hide an eager import.
 """
 
 from __future__ import annotations
@@ -79,6 +79,11 @@ def _loaded(drivers: list[str], pattern: bool = False) -> set[str]:
 def test_no_endpoint_loads_no_driver_library() -> None:
     loaded = _loaded([])
     assert not loaded & set(ALL_DRIVER_LIBRARIES), sorted(loaded & set(ALL_DRIVER_LIBRARIES))
+
+
+def test_yaml_is_loaded_only_to_read_a_file() -> None:
+    """In a cluster neither a kubeconfig nor a settings file is read: PyYAML stays out."""
+    assert "yaml" not in _loaded(["postgres"])
 
 
 @pytest.mark.parametrize("driver", sorted(DRIVER_LIBRARIES))
