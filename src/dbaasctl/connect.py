@@ -8,8 +8,7 @@ the reason, and exits 2.
 from __future__ import annotations
 
 import os
-
-import yaml
+import sys
 
 from dbaasctl.kube.rest import KubeClient
 
@@ -18,13 +17,22 @@ class KubeconfigError(Exception):
     """The cluster credentials cannot be loaded; the message is meant for the user."""
 
 
+def _yaml_error(exc: BaseException) -> bool:
+    # PyYAML is imported only by a reader that parses a file, so an exception can only be one of its
+    # errors once it is loaded; an in-cluster process never loads it.
+    yaml = sys.modules.get("yaml")
+    return yaml is not None and isinstance(exc, yaml.YAMLError)
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         where = f" ({exc.filename})" if exc.filename else ""
         return f"{exc.strerror or exc}{where}"
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        return f"not valid YAML (line {exc.problem_mark.line + 1}): {exc.problem}"
-    if isinstance(exc, yaml.YAMLError):
+    if _yaml_error(exc):
+        import yaml  # already loaded: the error is one of its
+
+        if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+            return f"not valid YAML (line {exc.problem_mark.line + 1}): {exc.problem}"
         return "not valid YAML"
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
@@ -40,9 +48,7 @@ async def open_client(kubeconfig: str | None, *, context: str | None = None) -> 
     where = kubeconfig or os.environ.get("KUBECONFIG") or "the default kubeconfig / in-cluster config"
     try:
         return await KubeClient.from_config(kubeconfig, context=context)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise KubeconfigError(f"cannot load kubeconfig {where}: {_reason(exc)}") from None
     except Exception as exc:
-        if _is_loader_error(exc):
+        if isinstance(exc, OSError | ValueError) or _yaml_error(exc) or _is_loader_error(exc):
             raise KubeconfigError(f"cannot load kubeconfig {where}: {_reason(exc)}") from None
         raise

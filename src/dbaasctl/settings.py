@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dbaasctl.settings_flags import BY_NAME as _BY_NAME
@@ -227,6 +226,8 @@ def _env_values(environ: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
 
 
 def _file_values(path: Path) -> dict[str, tuple[Any, str]]:
+    import yaml  # only a config file is YAML: a process configured by flags and environment never loads it
+
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:

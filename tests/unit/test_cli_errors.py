@@ -62,14 +62,20 @@ def test_check_help_documents_exit_codes() -> None:
 
 
 @pytest.mark.parametrize(
-    "content", [None, "clusters: [\n", "- just\n- a list\n"], ids=["missing", "yaml", "shape"]
+    ("content", "reason"),
+    [
+        (None, "No such file"),
+        ("clusters: [\n", "not valid YAML (line 2)"),
+        ("- just\n- a list\n", "not a kubeconfig"),
+    ],
+    ids=["missing", "yaml", "shape"],
 )
-def test_run_with_a_bad_kubeconfig(tmp_path: Path, content: str | None) -> None:
+def test_run_with_a_bad_kubeconfig(tmp_path: Path, content: str | None, reason: str) -> None:
     path = tmp_path / "kubeconfig"
     if content is not None:
         path.write_text(content)
     proc = run("run", f"--kubeconfig={path}", "--no-leader-elect", "--log-format=console")
-    assert_one_clear_line(proc, 2, str(path))
+    assert_one_clear_line(proc, 2, str(path), reason)
 
 
 def test_check_with_a_bad_kubeconfig(tmp_path: Path) -> None:

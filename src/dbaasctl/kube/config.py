@@ -23,8 +23,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
 log = logging.getLogger(__name__)
 
 IN_CLUSTER_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
@@ -78,6 +76,8 @@ def load_kubeconfig(path: str, context: str | None = None) -> Credentials:
     """Credentials of one context of one kubeconfig file; UnsupportedKubeconfig when they need more."""
     if os.pathsep in path:
         raise UnsupportedKubeconfig("several kubeconfig files to merge")
+    import yaml  # here, not at the top: an in-cluster process never parses YAML
+
     file = Path(path)
     doc = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
     if not isinstance(doc, dict):

@@ -15,6 +15,7 @@ import logging
 import os
 import ssl
 import time
+from asyncio import sslproto
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self
@@ -50,6 +51,17 @@ DEFAULT_TIMEOUT = 30.0
 REQUEST_CONNECTIONS = 100
 # Objects are capped at ~1.5 MiB by etcd; a watch line is one object plus an envelope.
 READ_BUFSIZE = 2**21
+#: Bytes asyncio's TLS transport reads from the socket at once, and so keeps allocated for as long as
+#: each connection lives (asyncio's own default is 256 KiB). A TLS record carries at most 16 KiB, so a
+#: read still takes several records; over the connections of a busy operator (one per worker in flight,
+#: one per watch, the Event writer) the default holds about 4 MB of the resident set.
+TLS_READ_BUFFER = 64 * 1024
+
+
+def limit_tls_read_buffers(size: int = TLS_READ_BUFFER) -> None:
+    """Process-wide, for every TLS connection opened from now on (asyncio offers no per-connection
+    setting): `dbaasctl run` calls it once at start-up."""
+    sslproto.SSLProtocol.max_size = min(sslproto.SSLProtocol.max_size, size)
 
 
 #: Without a Retry-After, a throttled request waits this long; a longer Retry-After is capped here.

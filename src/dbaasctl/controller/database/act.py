@@ -22,7 +22,7 @@ from dbaasctl.controller.database.model import Held
 from dbaasctl.controller.database.observe import Pass, rotate_annotation
 from dbaasctl.controller.database.previous import previous_secret_name, superseded_data
 from dbaasctl.controller.database.rollout import roll_out
-from dbaasctl.controller.database.writes import SecretConflict, Writer
+from dbaasctl.controller.database.writes import SecretConflict, ServerCopy, Writer
 from dbaasctl.controller.secrets import decode_data, inspect_secret, metadata_repair_patch, release_patch
 from dbaasctl.kube.controller import Result
 from dbaasctl.kube.errors import ApiError
@@ -50,13 +50,22 @@ class Ctx:
     """What a handler needs: the dependencies, the writer, this pass and the reconciler's memory."""
 
     def __init__(
-        self, deps: Dependencies, writer: Writer, p: Pass, memory: Memory, secret: JsonDict | None = None
+        self,
+        deps: Dependencies,
+        writer: Writer,
+        p: Pass,
+        memory: Memory,
+        secret: JsonDict | None = None,
+        *,
+        fresh: bool = False,
     ) -> None:
         self.d = deps
         self.w = writer
         self.p = p
         self.memory = memory
         self.secret = secret
+        #: `secret` was read from the API server in this step (a cache miss always is), not the cache.
+        self.fresh = fresh
 
     def event(self, reason: str, note: str, *, warning: bool = False) -> None:
         (self.d.recorder.warning if warning else self.d.recorder.normal)(self.p.raw, reason, note)
@@ -176,9 +185,10 @@ async def store(c: Ctx, plan: Plan, held: Held) -> Exit | None:
     try:
         if held.previous is not None:  # first: retire must find them, whatever happens next
             await c.w.record_secret(p.raw, previous_secret_name(name), held.previous, held.generation - 1)
-        # The pass's Secret is None only when the API server said so (a cache miss is always confirmed).
+        # The step's read from the API server is the base of the write: no second GET of the Secret.
+        read = ServerCopy(c.secret) if c.fresh else None
         written = await c.w.record_secret(
-            p.raw, name, await plan.secret_data(held.result), held.generation, absent=c.secret is None
+            p.raw, name, await plan.secret_data(held.result), held.generation, read=read
         )
     except SecretRenderError as exc:
         failure = (

@@ -151,7 +151,7 @@ class DatabaseReconciler:
                     continue
                 fresh_secret = False
                 log.debug("%s: %s", p.key, type(step).__name__, extra={"database": p.key})
-                exit_ = await self._act(p, step, observed, secret)
+                exit_ = await self._act(p, step, observed, secret, fresh=fresh)
             except ApiError as exc:
                 if exc.is_conflict:  # a fence saw the object move on: decide again from the fresh copy
                     try:
@@ -172,8 +172,10 @@ class DatabaseReconciler:
                 return exit_
         return act.Exit(Result(requeue=True))
 
-    async def _act(self, p: Pass, step: Step, o: Observed, secret: JsonDict | None) -> act.Exit | None:
-        c = act.Ctx(self.d, self.writer, p, self.memory, secret)
+    async def _act(
+        self, p: Pass, step: Step, o: Observed, secret: JsonDict | None, *, fresh: bool
+    ) -> act.Exit | None:
+        c = act.Ctx(self.d, self.writer, p, self.memory, secret, fresh=fresh)
         match step:
             case Create(plan):
                 return await act.create(c, plan)

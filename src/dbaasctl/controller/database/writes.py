@@ -6,13 +6,15 @@ happened yet, so nothing is lost.
 
 *Records* go after a side effect (the Secret, status bookkeeping): a concurrent edit of spec or metadata
 must not make them fail, so status patches carry no resourceVersion (the operator is the only status
-writer) and a Secret write re-reads the Secret, not the Database. Transient failures of any type (an
-`ApiError` 409/429/5xx, a connection reset, a timeout) are retried in place, bounded and jittered.
+writer) and a Secret write is fenced by the Secret as last read from the API server (the pass's own read
+for the first attempt, a new GET for every retry), not by the Database. Transient failures of any type
+(an `ApiError` 409/429/5xx, a connection reset, a timeout) are retried in place, bounded and jittered.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
@@ -28,6 +30,7 @@ __all__ = [
     "DATABASES",
     "RECORD_ATTEMPTS",
     "SecretConflict",
+    "ServerCopy",
     "Writer",
     "is_transient",
 ]
@@ -42,6 +45,14 @@ Sleep = Callable[[float], Awaitable[None]]
 
 class SecretConflict(Exception):
     """The Secret at the target name belongs to someone else; it is never overwritten."""
+
+
+@dataclass(frozen=True)
+class ServerCopy:
+    """A Secret as this pass read it from the API server (`secret` None: the server said it is absent),
+    with no write of ours to it since: a valid base for the first attempt of a record."""
+
+    secret: JsonDict | None
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -125,24 +136,30 @@ class Writer:
         )
 
     async def record_secret(
-        self, db: JsonDict, name: str, data: Mapping[str, str], generation: int, *, absent: bool = False
+        self,
+        db: JsonDict,
+        name: str,
+        data: Mapping[str, str],
+        generation: int,
+        *,
+        read: ServerCopy | None = None,
     ) -> str:
         """Create or update our Secret with the credentials of `generation`: "created" or "updated".
 
-        Each attempt starts from a fresh GET of the Secret, so an attempt whose answer was lost (the
-        write was applied) is recognised as done, and a concurrent edit of the Secret costs one retry.
-        `absent`: this pass has just read from the API server that the Secret does not exist, so the
-        first attempt creates it at once; should it exist after all, the create's 409 makes the next
-        attempt start from a GET like any other.
+        Every retry starts from a fresh GET of the Secret, so an attempt whose answer was lost (the write
+        was applied) is recognised as done. The first attempt starts from `read` when the pass has one:
+        nothing of ours was sent since, and the write is fenced by what was read (a create by the name,
+        a patch by the resourceVersion), so a Secret created or edited in between turns it into a 409 and
+        the retry starts from a GET like any other.
         """
         namespace = db["metadata"]["namespace"]
-        first = absent
+        first = read
 
         async def attempt() -> str:
             nonlocal first
             current: JsonDict | None = None
-            if first:
-                first = False
+            if first is not None:
+                current, first = first.secret, None
             else:
                 try:
                     current = await self.client.get(SECRETS.path(namespace, name))
