@@ -26,7 +26,15 @@ from kit_helpers import kube_client
 from testbed.controlplane import KubeTools
 from testbed.dbms import MariaDBServer, PostgresServer
 from testbed.liveclient import Dbms, LiveClient
-from testbed.operator import SAMPLES, Observer, OperatorProcess, apply, database, operator_config
+from testbed.operator import (
+    SAMPLES,
+    Observer,
+    OperatorProcess,
+    apply,
+    database,
+    install_postgres_procedures,
+    operator_config,
+)
 
 DB = "dbaas_live"
 GRACE = 4.0
@@ -49,13 +57,7 @@ def _class(dbms: str, suffix: str) -> dict[str, Any]:
 
 
 def _install(pg: PostgresServer, maria: MariaDBServer) -> tuple[str, str]:
-    pg.create_database(DB)
-    for name in ("procedures.sql", "procedures-ab.sql"):
-        pg.psql(
-            file=SAMPLES / "postgres" / name,
-            database=DB,
-            variables={"loopback_user": pg.admin_user, "loopback_password": pg.admin_password},
-        )
+    pg_dsn = install_postgres_procedures(pg, DB, ab=True)
     maria.create_database(DB)
     for name in ("procedures.sql", "procedures-ab.sql"):
         maria.sql(file=SAMPLES / "mariadb" / name, database=DB)
@@ -64,7 +66,7 @@ def _install(pg: PostgresServer, maria: MariaDBServer) -> tuple[str, str]:
         "ON DUPLICATE KEY UPDATE value = VALUES(value)",
         database=DB,
     )
-    return pg.dsn_for(DB), maria.dsn_for(DB)
+    return pg_dsn, maria.dsn_for(DB)
 
 
 @pytest.fixture(scope="module")

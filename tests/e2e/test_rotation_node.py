@@ -32,7 +32,7 @@ from testbed.controlplane import REPO
 from testbed.dbms import PostgresServer
 from testbed.logins import pg_can_login
 from testbed.node import GATEWAY, Node
-from testbed.operator import SAMPLES, Observer, database
+from testbed.operator import SAMPLES, Observer, database, install_postgres_procedures
 from testbed.polling import poll
 
 APP = REPO / "tests" / "e2e" / "node" / "credentials_app.py"
@@ -105,17 +105,11 @@ def install_ab_procedures(server: PostgresServer, node: Node) -> str:
     """The A/B sample functions in a database of their own; the Secrets name the node's gateway as host,
     the address pods reach the server at."""
     name = f"node_ab_{secrets.token_hex(4)}"
-    server.create_database(name)
-    for sql in ("procedures.sql", "procedures-ab.sql"):
-        server.psql(
-            file=SAMPLES / "postgres" / sql,
-            database=name,
-            variables={"loopback_user": server.admin_user, "loopback_password": server.admin_password},
-        )
+    dsn = install_postgres_procedures(server, name, ab=True)
     server.psql(
         f"INSERT INTO dbaas.settings VALUES ('host', '{GATEWAY}'), ('port', '{server.port}')", database=name
     )
-    return pod_dsn(node, server, str(server.dsn_for(name)))
+    return pod_dsn(node, server, dsn)
 
 
 def ab_class_spec() -> dict[str, Any]:

@@ -219,14 +219,16 @@ SAMPLES = REPO / "deploy" / "samples"
 API = "dbaasctl.io/v1"
 
 
-def install_postgres_procedures(server: Any, database: str = "dbaas") -> str:
-    """Load deploy/samples/postgres/procedures.sql into `database`; returns the operator's DSN for it."""
+def install_postgres_procedures(server: Any, database: str = "dbaas", *, ab: bool = False) -> str:
+    """Load deploy/samples/postgres/procedures.sql (and with `ab` procedures-ab.sql, the two-phase
+    rotation functions) into a new `database`; returns the operator's DSN for it."""
     server.create_database(database)
-    server.psql(
-        file=SAMPLES / "postgres" / "procedures.sql",
-        database=database,
-        variables={"loopback_user": server.admin_user, "loopback_password": server.admin_password},
-    )
+    for name in ("procedures.sql", "procedures-ab.sql") if ab else ("procedures.sql",):
+        server.psql(
+            file=SAMPLES / "postgres" / name,
+            database=database,
+            variables={"loopback_user": server.admin_user, "loopback_password": server.admin_password},
+        )
     return str(server.dsn_for(database))
 
 
