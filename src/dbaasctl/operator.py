@@ -37,7 +37,7 @@ from dbaasctl.kube.manager import Manager
 from dbaasctl.kube.manager_settings import ManagerSettings
 from dbaasctl.kube.ratelimit import default_controller_rate_limiter
 from dbaasctl.kube.resources import NAMESPACES, SECRETS, JsonDict, ResourceRef, object_key
-from dbaasctl.kube.rest import limit_tls_read_buffers
+from dbaasctl.kube.transport import limit_tls_read_buffers
 from dbaasctl.observability.logging import setup_logging
 from dbaasctl.settings import Settings, SettingsError, describe, load_settings
 from dbaasctl.templates import limits as template_limits

@@ -7,7 +7,7 @@ import pytest
 from dbaasctl.kube.errors import ApiError
 from dbaasctl.kube.leader import LeaderElectionConfig
 from dbaasctl.kube.resources import CONFIGMAPS, LEASES, NAMESPACES, ResourceRef, object_key, split_key
-from dbaasctl.kube.rest import _encode_params
+from dbaasctl.kube.transport import encode_params
 from dbaasctl.observability.logging import register_secret
 
 DATABASES = ResourceRef("dbaasctl.io", "v1", "databases", kind="Database")
@@ -67,12 +67,12 @@ def test_api_error_message_is_scrubbed_and_bounded() -> None:
 
 
 def test_query_params_encoding() -> None:
-    assert _encode_params({"watch": True, "limit": 500, "continue": None, "labelSelector": "a=b"}) == [
+    assert encode_params({"watch": True, "limit": 500, "continue": None, "labelSelector": "a=b"}) == [
         ("watch", "true"),
         ("limit", "500"),
         ("labelSelector", "a=b"),
     ]
-    assert _encode_params([("force", False)]) == [("force", "false")]
+    assert encode_params([("force", False)]) == [("force", "false")]
 
 
 def test_leader_config_validation_matches_client_go() -> None:

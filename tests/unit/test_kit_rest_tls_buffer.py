@@ -14,9 +14,9 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from test_kit_client_cert_reload import make_ca
 
-from dbaasctl.kube import rest
 from dbaasctl.kube.config import ClientConfig
-from dbaasctl.kube.rest import TLS_READ_BUFFER, KubeClient, limit_tls_read_buffers
+from dbaasctl.kube.rest import KubeClient
+from dbaasctl.kube.transport import TLS_READ_BUFFER, limit_tls_read_buffers
 
 #: A response of many buffers' worth (a LIST page of large objects).
 BIG = {"items": [{"metadata": {"name": f"db-{i:05d}"}, "data": "x" * 500} for i in range(4000)]}
@@ -81,5 +81,5 @@ async def test_connections_keep_the_smaller_tls_read_buffer(
 
 def test_the_limit_never_raises_the_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sslproto.SSLProtocol, "max_size", 16 * 1024)
-    rest.limit_tls_read_buffers()
+    limit_tls_read_buffers()
     assert sslproto.SSLProtocol.max_size == 16 * 1024

@@ -15,16 +15,13 @@ import logging
 import os
 import ssl
 import time
-from asyncio import sslproto
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
 
 import aiohttp
-from aiohttp.helpers import get_env_proxy_for_url
 from prometheus_client import CollectorRegistry
-from yarl import URL
 
 import dbaasctl.kube.jsoncodec as jsoncodec
 from dbaasctl.kube.api import Params, PatchType
@@ -33,6 +30,7 @@ from dbaasctl.kube.clientcert import ClientCertificate
 from dbaasctl.kube.config import ClientConfig, load_config, ssl_context
 from dbaasctl.kube.errors import ApiError, error_from_response
 from dbaasctl.kube.resources import JsonDict
+from dbaasctl.kube.transport import encode_params, env_proxy
 from dbaasctl.kube.watch import WatchStream
 from dbaasctl.observability import metrics as m
 from dbaasctl.observability.logging import trace
@@ -51,19 +49,6 @@ DEFAULT_TIMEOUT = 30.0
 REQUEST_CONNECTIONS = 100
 # Objects are capped at ~1.5 MiB by etcd; a watch line is one object plus an envelope.
 READ_BUFSIZE = 2**21
-#: Bytes asyncio's TLS transport reads from the socket at once, and so keeps allocated for as long as
-#: each connection lives (asyncio's own default is 256 KiB). A TLS record carries at most 16 KiB, so a
-#: read still takes several records; over the connections of a busy operator (one per worker in flight,
-#: one per watch, the Event writer) the default holds about 4 MB of the resident set.
-TLS_READ_BUFFER = 64 * 1024
-
-
-def limit_tls_read_buffers(size: int = TLS_READ_BUFFER) -> None:
-    """Process-wide, for every TLS connection opened from now on (asyncio offers no per-connection
-    setting): `dbaasctl run` calls it once at start-up."""
-    sslproto.SSLProtocol.max_size = min(sslproto.SSLProtocol.max_size, size)
-
-
 #: Without a Retry-After, a throttled request waits this long; a longer Retry-After is capped here.
 THROTTLE_DEFAULT_WAIT = 1.0
 THROTTLE_MAX_WAIT = 10.0
@@ -89,32 +74,6 @@ class _RestMetrics:
             m.REST_CLIENT_BUCKETS,
             registry,
         )
-
-
-def env_proxy(url: str) -> tuple[str, aiohttp.BasicAuth | None] | None:
-    """The proxy HTTPS_PROXY / HTTP_PROXY / NO_PROXY (and ~/.netrc for its credentials) give for the API
-    server, read once per client as client-go does: left to aiohttp (`trust_env`), the same lookup
-    would run in a worker thread on every request, a thread hop plus a netrc parse per call."""
-    try:
-        proxy, auth = get_env_proxy_for_url(URL(url))
-    except LookupError:
-        return None
-    return str(proxy), auth
-
-
-def _encode_params(params: Params | None) -> list[tuple[str, str]]:
-    if params is None:
-        return []
-    items = params.items() if isinstance(params, Mapping) else params
-    out: list[tuple[str, str]] = []
-    for key, value in items:
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            out.append((key, "true" if value else "false"))
-        else:
-            out.append((key, str(value)))
-    return out
 
 
 class KubeClient:
@@ -232,7 +191,7 @@ class KubeClient:
             resp = await (session or self._session).request(
                 method,
                 self.base_url + path,
-                params=_encode_params(params),
+                params=encode_params(params),
                 data=data,
                 headers=headers,
                 timeout=timeout,
@@ -339,7 +298,7 @@ class KubeClient:
         params: Params | None = None,
         timeout: float | None = None,
     ) -> JsonDict:
-        query = [*_encode_params(params), *_encode_params({"fieldManager": field_manager})]
+        query = [*encode_params(params), *encode_params({"fieldManager": field_manager})]
         return await self.request("POST", path, params=query, body=body, timeout=timeout)
 
     async def replace(
@@ -404,7 +363,7 @@ class KubeClient:
         connect_timeout: float = 10.0,
     ) -> WatchStream:
         """An async iterator of watch events (`{"type", "object"}` dicts); use it with `async with`."""
-        query = [*_encode_params(params), ("watch", "true")]
+        query = [*encode_params(params), ("watch", "true")]
 
         async def opener(timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
             return await self._open("GET", path, query, None, None, timeout, session=self._watch_session)
