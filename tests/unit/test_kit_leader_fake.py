@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -20,7 +21,9 @@ def elector(kube: FakeKube, identity: str) -> LeaderElector:
     return LeaderElector(kube, config, registry=CollectorRegistry())
 
 
-async def test_a_standby_takes_over_no_sooner_than_a_lease_after_the_last_renewal_it_saw() -> None:
+@pytest.mark.parametrize("seed", range(40))
+async def test_a_standby_takes_over_no_sooner_than_a_lease_after_the_last_renewal_it_saw(seed: int) -> None:
+    random.seed(seed)  # the retry jitter: each seed one interleaving of renewals and polls, reproducibly
     kube = FakeKube()
     loop = asyncio.get_running_loop()
     a, b = elector(kube, "a"), elector(kube, "b")
@@ -37,8 +40,9 @@ async def test_a_standby_takes_over_no_sooner_than_a_lease_after_the_last_renewa
     stopped_at = loop.time()
     await asyncio.wait_for(standby, 60)
     took = loop.time() - stopped_at
-    # b saw the last renewal at most one retry period (jittered: up to 2 x 2.2 s) before a stopped.
-    assert 15 - 2 * 2.2 <= took <= 15 + 2 * 2.2
+    # b saw the last renewal at most one of its polls (a jittered retry period, up to 2 x 2.2 s) before
+    # a stopped, and finds the lease expired at its first poll after that plus 15 s: one more period.
+    assert 15 - 2 * 2.2 <= took <= 15 + 2 * (2 * 2.2)
     lease = kube.read(LEASES, "ops", "lead") or {}
     assert lease["spec"]["holderIdentity"] == "b"
     assert lease["spec"]["leaseTransitions"] == last_renewal["spec"]["leaseTransitions"] + 1
