@@ -91,3 +91,55 @@ async def test_a_two_phase_rotation_reads_our_secret_once() -> None:
         "patch databases/status",
         "get secrets",  # the next step decides on retire: the previous Secret, from the API server
     ]
+
+
+async def test_rotate_true_is_taken_off_before_the_record_so_no_token_is_written_or_cleared() -> None:
+    h = Harness()
+    await _provisioned(h)
+    await h.edit({"metadata": {"annotations": {"dbaasctl.io/rotate": "true"}}})
+    h.api.requests.clear()
+    await h.converge()
+    assert [c.operation for c in h.dbms.calls] == ["create", "rotate"]
+    assert h.api.requests == [
+        "get secrets",
+        "patch databases/status",  # the intent marker, token "true" in it
+        "patch secrets",
+        "patch databases annotations",  # the request taken off, fenced by the intent's resourceVersion
+        "patch databases/status",  # the record: no rotationToken to set, none to clear later
+    ]
+    db = h.db()
+    assert db is not None
+    assert "dbaasctl.io/rotate" not in (db["metadata"].get("annotations") or {})
+    assert db["status"].get("rotationToken") is None
+    assert db["status"].get("pendingOperation") is None
+
+
+async def test_rotate_true_asked_again_after_it_was_taken_off_is_a_new_request() -> None:
+    h = Harness()
+    await _provisioned(h)
+    for _ in range(2):
+        await h.edit({"metadata": {"annotations": {"dbaasctl.io/rotate": "true"}}})
+        await h.converge()
+    assert [c.operation for c in h.dbms.calls] == ["create", "rotate", "rotate"]
+
+
+async def test_rotate_true_on_a_database_edited_during_the_call_is_honoured_once() -> None:
+    """The edit makes the take-off a 409: the record stores token "true" instead, and the annotation
+    comes off in a later step; no second rotation for the same request."""
+    h = Harness()
+    await _provisioned(h)
+    await h.edit({"metadata": {"annotations": {"dbaasctl.io/rotate": "true"}}})
+
+    async def edit_database(_: str) -> None:
+        await h.edit({"metadata": {"labels": {"team": "shop"}}})
+
+    h.dbms.during_call = edit_database
+    await h.converge()
+    h.dbms.during_call = None
+    assert [c.operation for c in h.dbms.calls] == ["create", "rotate"]
+    db = h.db()
+    assert db is not None
+    assert "dbaasctl.io/rotate" not in (db["metadata"].get("annotations") or {})
+    assert db["status"].get("rotationToken") is None
+    assert db["metadata"]["labels"] == {"team": "shop"}
+    assert h.secret()["password"] == h.dbms.passwords["orders"]  # type: ignore[index]

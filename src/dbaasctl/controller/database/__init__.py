@@ -44,9 +44,10 @@ Exactly once: the rules, by what the pass finds.
 |   behind credentialGeneration (the operator stopped       |   then record rolledOutGeneration; a failure is|
 |   between the rotation's record and the roll-out), no     |   an Event and another try in ROLLOUT_RETRY s  |
 |   rotation asked for, retire not due                       |                                                |
-| provisioned: rotate annotation, Secret missing or edited,  | Rotate(why); "true" is recorded as             |
-|   issued credentials not stored (intent left, Secret       |   rotationToken "true" with the new credentials|
-|   generation behind status), interval elapsed              |   and the annotation removed afterwards        |
+| provisioned: rotate annotation, Secret missing or edited,  | Rotate(why); "true" is taken off once the new  |
+|   issued credentials not stored (intent left, Secret       |   credentials are in the Secret, before the    |
+|   generation behind status), interval elapsed              |   record (if that fails: rotationToken "true"  |
+|                                                            |   recorded, RemoveAnnotation takes it off)     |
 | two-phase (class declares retire), previous credentials    |                                                |
 |   pending (`previousCredentialsRetireAt` or intent retire):|                                                |
 |   retire seen succeeding by this process, or intent retire | Retired: delete the previous Secret (if any),  |
@@ -57,8 +58,10 @@ Exactly once: the rules, by what the pass finds.
 | provisioned, all well                                      | Ready=True; Wait until the next rotation       |
 
 After a create or rotate call succeeds: the credentials are held in memory first, then written to the
-Secret stamped with their generation (`dbaasctl.io/credential-generation`), then status records
-credentialGeneration, provisionedAt / lastRotationTime, rotationToken and clears the intent. So:
+Secret stamped with their generation (`dbaasctl.io/credential-generation`), then a one-shot rotate
+annotation ("true") is taken off (fenced; `rotate_request.py`), then status records credentialGeneration,
+provisionedAt / lastRotationTime, rotationToken (a value, or "true" if it could not be taken off) and
+clears the intent. So:
 - the Secret write fails (API down, template error): status still records provisionedAt (from now on only
   rotate issues credentials) and keeps the intent; Ready=False SecretWriteFailed/SecretTemplateError; the
   held credentials are written on the next pass, no new call. Lost with a restart, the intent that

@@ -16,6 +16,7 @@ import aiohttp
 from dbaasctl.api.database import FINALIZER, PendingOperation
 from dbaasctl.controller import reasons
 from dbaasctl.controller.admission import Plan, SecretRenderError
+from dbaasctl.controller.database import rotate_request
 from dbaasctl.controller.database.dbms import CallFailed, backoff, call
 from dbaasctl.controller.database.decide import TRUE_TOKEN
 from dbaasctl.controller.database.model import Held
@@ -208,9 +209,9 @@ async def store(c: Ctx, plan: Plan, held: Held) -> Exit | None:
         await c.w.record_status(p.raw, p.status)  # provisionedAt: from now on only rotate issues credentials
         return exit_
     c.memory.release(p)
+    await rotate_request.take_off_before_record(c)
     p.status.credential_generation = held.generation
-    if p.status.pending_operation is not None and p.status.pending_operation.rotation_token:
-        p.status.rotation_token = p.status.pending_operation.rotation_token
+    p.status.rotation_token = rotate_request.honoured_token(c)
     p.status.pending_operation = None
     endpoint = p.status.endpoint or plan.endpoint
     if held.operation == "rotate":
@@ -322,16 +323,6 @@ async def repair_labels(c: Ctx, secret: JsonDict | None) -> Exit | None:
         patch["metadata"].pop("resourceVersion", None)
         await c.w.secret_patch(p.namespace, p.secret_name, patch)
         c.event(reasons.SECRET_REPAIRED, f"labels of Secret {p.secret_name} restored")
-    return None
-
-
-async def remove_annotation(c: Ctx) -> Exit | None:
-    p = c.p
-    _, key = rotate_annotation(p.db)
-    if key is not None:
-        p.adopt(await c.w.patch_metadata(p.raw, {"annotations": {key: None}}))
-    p.status.rotation_token = None
-    p.adopt(await c.w.record_status(p.raw, p.status))
     return None
 
 

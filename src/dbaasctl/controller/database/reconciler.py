@@ -16,7 +16,7 @@ from dbaasctl.api.conditions import find_condition
 from dbaasctl.controller import reasons
 from dbaasctl.controller.admission import Admission
 from dbaasctl.controller.config import ConfigState
-from dbaasctl.controller.database import act, retire
+from dbaasctl.controller.database import act, retire, rotate_request
 from dbaasctl.controller.database.decide import (
     NOT_READY_RECHECK,
     TRUE_TOKEN,
@@ -205,7 +205,8 @@ class DatabaseReconciler:
             case RepairLabels():
                 return await act.repair_labels(c, secret)
             case RemoveAnnotation():
-                return await act.remove_annotation(c)
+                await rotate_request.remove_annotation(c)
+                return None
             case Delete(plan):
                 return await act.delete(c, plan)
             case Release(retain):
