@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from dbaasctl.primitives.versionmemo import VersionMemo
+
 __all__ = [
     "CHECKSUM_ANNOTATION",
     "DATABASE_LABEL",
@@ -95,6 +97,15 @@ def _encode(data: Mapping[str, str]) -> dict[str, str]:
 
 def decode_data(secret: Mapping[str, Any]) -> dict[str, str | None]:
     """The Secret's data as text; None for a value that is not valid base64/UTF-8."""
+    return dict(_DECODED.get(secret, _decode))
+
+
+#: Every pass inspects the Secret (decoding each value, hashing them) whether or not it changed.
+_DECODED: VersionMemo[dict[str, str | None]] = VersionMemo()
+_DRIFTED: VersionMemo[bool] = VersionMemo()
+
+
+def _decode(secret: Mapping[str, Any]) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for key, value in (secret.get("data") or {}).items():
         try:
@@ -234,19 +245,7 @@ def inspect_secret(secret: Mapping[str, Any] | None, db: Mapping[str, Any]) -> S
     owned = any(r.get("uid") == uid and r.get("controller") for r in refs)
     if not owned:
         return SecretState(exists=True, owned=False, drifted=False, needs_metadata_repair=False)
-    annotations = (secret.get("metadata") or {}).get("annotations") or {}
-    keys = _our_keys(secret)
-    data = decode_data(secret)
-    ours: dict[str, str] = {}
-    drifted = not keys or CHECKSUM_ANNOTATION not in annotations
-    for key in keys:
-        value = data.get(key)
-        if value is None:
-            drifted = True
-            break
-        ours[key] = value
-    if not drifted:
-        drifted = checksum(ours) != annotations[CHECKSUM_ANNOTATION]
+    drifted = _DRIFTED.get(secret, _drifted)
     repair = metadata_repair_patch(secret, db) is not None
     return SecretState(
         exists=True,
@@ -255,6 +254,22 @@ def inspect_secret(secret: Mapping[str, Any] | None, db: Mapping[str, Any]) -> S
         needs_metadata_repair=repair,
         generation=secret_generation(secret),
     )
+
+
+def _drifted(secret: Mapping[str, Any]) -> bool:
+    """A key we wrote is gone or holds other data than the checksum we stamped says."""
+    annotations = (secret.get("metadata") or {}).get("annotations") or {}
+    keys = _our_keys(secret)
+    if not keys or CHECKSUM_ANNOTATION not in annotations:
+        return True
+    data = decode_data(secret)
+    ours: dict[str, str] = {}
+    for key in keys:
+        value = data.get(key)
+        if value is None:
+            return True
+        ours[key] = value
+    return bool(checksum(ours) != annotations[CHECKSUM_ANNOTATION])
 
 
 # --- the default format: Service Binding ----------------------------------------------------------

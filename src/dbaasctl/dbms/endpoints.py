@@ -63,6 +63,8 @@ class EndpointRegistry:
         self._sleep = sleep
         self._factory = driver_factory
         self._endpoints: dict[str, Endpoint] = {}
+        #: (healthy, tls) as last exported per endpoint: every call reports health, few change it.
+        self._exported: dict[str, tuple[bool, TlsState]] = {}
         self._retiring: set[asyncio.Task[None]] = set()
         self._listeners: list[HealthListener] = []
         self._metrics = EndpointMetrics(registry)
@@ -154,6 +156,7 @@ class EndpointRegistry:
             await asyncio.gather(*list(self._retiring), return_exceptions=True)
 
     def _forget_metrics(self, name: str) -> None:
+        self._exported.pop(name, None)
         self._metrics.up.remove(name)
         for state in TlsState:
             with contextlib.suppress(KeyError):
@@ -196,7 +199,8 @@ class EndpointRegistry:
             since=now if changed else previous.since,
             tls=tls,
         )
-        if self._endpoints.get(ep.spec.name) is ep:
+        if self._endpoints.get(ep.spec.name) is ep and self._exported.get(ep.spec.name) != (healthy, tls):
+            self._exported[ep.spec.name] = (healthy, tls)
             self._metrics.up.labels(ep.spec.name).set(1 if healthy else 0)
             for state in TlsState:
                 self._metrics.tls.labels(ep.spec.name, str(state)).set(1 if state is tls else 0)

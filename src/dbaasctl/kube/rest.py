@@ -30,6 +30,7 @@ from dbaasctl.kube.clientcert import ClientCertificate
 from dbaasctl.kube.config import ClientConfig, load_config, ssl_context
 from dbaasctl.kube.errors import ApiError, error_from_response
 from dbaasctl.kube.resources import JsonDict
+from dbaasctl.kube.rest_metrics import RestMetrics
 from dbaasctl.kube.transport import encode_params, env_proxy
 from dbaasctl.kube.watch import WatchStream
 from dbaasctl.observability import metrics as m
@@ -59,23 +60,6 @@ def _retry_after_wait(exc: ApiError) -> float:
     return min(THROTTLE_DEFAULT_WAIT if hint is None else hint, THROTTLE_MAX_WAIT)
 
 
-class _RestMetrics:
-    def __init__(self, registry: CollectorRegistry | None) -> None:
-        self.requests = m.counter(
-            "rest_client_requests_total",
-            "Number of HTTP requests, partitioned by status code, method, and host.",
-            ("code", "method", "host"),
-            registry,
-        )
-        self.latency = m.histogram(
-            "rest_client_request_duration_seconds",
-            "Request latency in seconds. Broken down by verb, and host.",
-            ("verb", "host"),
-            m.REST_CLIENT_BUCKETS,
-            registry,
-        )
-
-
 class KubeClient:
     """One aiohttp session to one API server. Create it inside the running loop; `close()` it at the end."""
 
@@ -94,7 +78,7 @@ class KubeClient:
         self.timeout = timeout
         self.max_429_retries = max_429_retries
         self.registry = registry if registry is not None else m.default_registry()
-        self._metrics = _RestMetrics(self.registry)
+        self._metrics = RestMetrics(self.registry)
         self.auth = Authenticator(config, loader)
         tls = ssl_context(config)
         self._tls = tls
@@ -158,8 +142,7 @@ class KubeClient:
         return self._session.closed
 
     def _observe(self, method: str, code: str, started: float) -> None:
-        self._metrics.requests.labels(code=code, method=method, host=self.host_label).inc()
-        self._metrics.latency.labels(verb=method, host=self.host_label).observe(time.monotonic() - started)
+        self._metrics.observe(method, code, self.host_label, time.monotonic() - started)
 
     async def _open(
         self,
