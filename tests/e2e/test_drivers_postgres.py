@@ -69,6 +69,7 @@ async def test_extra_columns_ignored_and_non_text_converted(driver: PostgresDriv
         ("ct.dup_keys", {}, Reason.DUPLICATE_KEY, "'password' more than once"),
         ("ct.null_key", {}, Reason.BAD_RESULT_SHAPE, "NULL or empty key"),
         ("ct.wrong_shape", {}, Reason.BAD_RESULT_SHAPE, "(name, val)"),
+        ("ct.wrong_shape_empty", {}, Reason.BAD_RESULT_SHAPE, "(name, val)"),  # no row names the columns
         ("ct.no_such_function", {}, Reason.PROCEDURE_NOT_FOUND, "does not exist"),
         ("ct.echo", {"nope": "1"}, Reason.WRONG_PARAMETERS, "does not exist"),
         ("ct.raise_error", {"msg": "quota"}, Reason.PROCEDURE_FAILED, "procedure refused: ***"),
@@ -291,3 +292,17 @@ async def test_the_calls_own_values_are_masked_in_dbms_errors(
         assert secret not in str(error)
         assert secret not in error.message
         assert "***" in str(error)
+
+
+async def test_a_procedure_is_parsed_once_per_connection_not_once_per_call(driver: PostgresDriver) -> None:
+    """Calls go through the connection's statement cache: calling the same procedure again on a
+    connection reuses its prepared statement (no new Parse round trip), so the sessions never hold more
+    statements for it than there are connections, and never a new one after the first call."""
+    names: set[str] = set()
+    for n in range(4):
+        assert await call(driver, "ct.echo", {"a": str(n)}) == {"a": str(n), "b": ""}
+        pool = await driver._pool.get()
+        async with pool.acquire() as conn:
+            rows = await conn.fetch("SELECT name, statement FROM pg_prepared_statements")
+        names |= {r["name"] for r in rows if 'FROM "ct"."echo"(' in r["statement"]}
+    assert 1 <= len(names) <= pool.get_size(), (names, pool.get_size())

@@ -38,6 +38,9 @@ RETURNS TABLE(key text, value text) LANGUAGE sql AS $$ SELECT NULL::text, 'v' $$
 CREATE OR REPLACE FUNCTION ct.wrong_shape()
 RETURNS TABLE(name text, val text) LANGUAGE sql AS $$ SELECT 'a', 'b' $$;
 
+CREATE OR REPLACE FUNCTION ct.wrong_shape_empty()
+RETURNS TABLE(name text, val text) LANGUAGE sql AS $$ SELECT 'a', 'b' WHERE false $$;
+
 CREATE OR REPLACE FUNCTION ct.raise_error(msg text)
 RETURNS TABLE(key text, value text) LANGUAGE plpgsql AS $$
 BEGIN

@@ -229,9 +229,13 @@ class PostgresDriver:
     ) -> list[ResultSet]:
         # Only validated, quoted identifiers and $n placeholders are in the text; values are bound.
         sql = f"CALL {target}({args})" if call else f"SELECT * FROM {target}({args})"  # noqa: S608
-        stmt = await conn.prepare(sql)
-        columns = tuple(a.name for a in stmt.get_attributes())
-        rows = await stmt.fetch(*values)
+        # Through the connection's statement cache: the text is the same for every call of a procedure,
+        # so it is parsed once per connection, not once per call (one round trip fewer each time).
+        rows = await conn.fetch(sql, *values)
+        if rows:
+            columns = tuple(rows[0].keys())
+        else:  # no row to name the columns: only the statement's description can (nothing runs again)
+            columns = tuple(a.name for a in (await conn.prepare(sql)).get_attributes())
         return [ResultSet(columns=columns, rows=[tuple(r) for r in rows])]
 
     async def _exists(self, conn: asyncpg.Connection, schema: str | None, bare: str) -> bool:
