@@ -43,6 +43,9 @@ class PhaseResult:
     writes_per_object: float | None
     event_writes_per_object: float | None
     writes_excl_events_per_object: float | None
+    #: Reconcile passes per object (0 for subjects without the operator's metrics): what each
+    #: event of an object's own writes costs beyond the requests.
+    reconciles_per_object: float | None
     non_2xx: dict[str, float]
     cpu_seconds: float
     peak_rss_mb: float
@@ -125,6 +128,7 @@ async def run_phase(
         writes_per_object=round(total_writes / n, 2) if n else None,
         event_writes_per_object=round(delta.event_writes / n, 2) if n else None,
         writes_excl_events_per_object=round((total_writes - delta.event_writes) / n, 2) if n else None,
+        reconciles_per_object=round(delta.reconciles / n, 2) if n else None,
         non_2xx={f"{m} {c}": v for (m, c), v in delta.requests.items() if v and not c.startswith("2")},
         cpu_seconds=round(proc_after.cpu_seconds - proc_before.cpu_seconds, 2),
         peak_rss_mb=_mb(proc_after.peak_rss_bytes),
