@@ -100,8 +100,10 @@ def decode_data(secret: Mapping[str, Any]) -> dict[str, str | None]:
     return dict(_DECODED.get(secret, _decode))
 
 
-#: Every pass inspects the Secret (decoding each value, hashing them) whether or not it changed.
-_DECODED: VersionMemo[dict[str, str | None]] = VersionMemo()
+#: Every pass inspects the Secret (decoding each value, hashing them) whether or not it changed. The
+#: passes that look at one version follow each other closely, so a few hundred decoded versions are
+#: enough: each holds a Secret's data, and this cache is not to grow the resident set with the fleet.
+_DECODED: VersionMemo[dict[str, str | None]] = VersionMemo(capacity=256)
 _DRIFTED: VersionMemo[bool] = VersionMemo()
 
 
