@@ -33,7 +33,8 @@ from prometheus_client import CollectorRegistry
 
 from dbaasctl.dbms.drivers import Driver, ProcedureError, Reason, RoutineInfo, create_driver
 from dbaasctl.dbms.drivers.base import ENDPOINT_REASONS, DbmsError
-from dbaasctl.dbms.dsn import Dsn, DsnError, parse_dsn
+from dbaasctl.dbms.dsn import Dsn, DsnError
+from dbaasctl.dbms.dsn_parse import parse_dsn
 from dbaasctl.dbms.endpoint import Endpoint, EndpointHealth, EndpointMetrics, EndpointSpec
 from dbaasctl.dbms.tls import TlsState
 from dbaasctl.primitives.clock import utc_now
