@@ -24,7 +24,8 @@ from dbaasctl.api.databaseclass import DatabaseClass
 from dbaasctl.api.operatorconfig import OperatorConfig
 from dbaasctl.dbms.contract import OperationContract, verify
 from dbaasctl.dbms.drivers import DbmsError, create_driver
-from dbaasctl.dbms.dsn import Dsn, DsnError, parse_dsn
+from dbaasctl.dbms.dsn import Dsn, DsnError
+from dbaasctl.dbms.dsn_parse import parse_dsn
 from dbaasctl.redaction import redact
 
 if TYPE_CHECKING:

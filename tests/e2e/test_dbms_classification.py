@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from dbaasctl.dbms.drivers import ProcedureError, Reason, create_driver
 from dbaasctl.dbms.drivers.mysql import MySQLDriver
 from dbaasctl.dbms.drivers.postgres import PostgresDriver
-from dbaasctl.dbms.dsn import parse_dsn
+from dbaasctl.dbms.dsn_parse import parse_dsn
 from dbaasctl.dbms.endpoints import EndpointRegistry, EndpointSpec
 from testbed.dbms import MariaDBServer, OdbcDrivers, PostgresServer
 

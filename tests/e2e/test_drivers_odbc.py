@@ -11,7 +11,7 @@ from dbms_cases import INJECTION_CORPUS, in_use
 
 from dbaasctl.dbms.drivers import ContractError, ProcedureError, Reason, create_driver
 from dbaasctl.dbms.drivers.odbc import OdbcDriver
-from dbaasctl.dbms.dsn import parse_dsn
+from dbaasctl.dbms.dsn_parse import parse_dsn
 from testbed.dbms import MariaDBServer, OdbcDrivers, PostgresServer
 from testbed.fixtures_dbms import SAMPLES
 from testbed.polling import wait_until
@@ -170,7 +170,7 @@ async def test_connection_failure_is_redacted(target: Target) -> None:
 _TRACED_CALL = """
 import asyncio, sys
 from dbaasctl.dbms.drivers import create_driver
-from dbaasctl.dbms.dsn import parse_dsn
+from dbaasctl.dbms.dsn_parse import parse_dsn
 
 async def main() -> None:
     d = create_driver("odbc", parse_dsn("odbc:" + sys.argv[1]), max_connections=1)

@@ -12,7 +12,7 @@ from dbms_cases import INJECTION_CORPUS, in_use
 
 from dbaasctl.dbms.drivers import ContractError, ProcedureError, Reason
 from dbaasctl.dbms.drivers.postgres import PostgresDriver
-from dbaasctl.dbms.dsn import parse_dsn
+from dbaasctl.dbms.dsn_parse import parse_dsn
 from testbed.dbms import PostgresServer
 from testbed.fixtures_dbms import SAMPLES
 from testbed.polling import wait_until

@@ -19,7 +19,7 @@ from dbaasctl.api.database import Database
 from dbaasctl.api.databaseclass import DatabaseClass
 from dbaasctl.cli import main
 from dbaasctl.dbms.drivers import Driver, create_driver
-from dbaasctl.dbms.dsn import parse_dsn
+from dbaasctl.dbms.dsn_parse import parse_dsn
 from dbaasctl.templates import TemplateContext, render_inputs
 from testbed.dbms import MariaDBServer, PostgresServer
 from testbed.fixtures_dbms import SAMPLES

@@ -10,7 +10,7 @@ import pymysql
 import pytest
 
 from dbaasctl.dbms.drivers import Driver, ProcedureError, create_driver
-from dbaasctl.dbms.dsn import parse_dsn
+from dbaasctl.dbms.dsn_parse import parse_dsn
 from testbed.dbms import MariaDBServer, PostgresServer
 from testbed.fixtures_dbms import SAMPLES
 from testbed.logins import pg_login

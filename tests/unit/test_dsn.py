@@ -8,7 +8,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from dbaasctl.dbms.dsn import Dsn, DsnError, ensure_compatible, parse_dsn
+from dbaasctl.dbms.dsn import Dsn, DsnError, ensure_compatible
+from dbaasctl.dbms.dsn_parse import parse_dsn
 from dbaasctl.redaction import redact
 
 NASTY_PASSWORDS = [

@@ -17,10 +17,9 @@ from dbaasctl.observability.http import (
     HealthChecks,
     HttpServer,
     LoopMonitor,
-    MetricsAuth,
-    add_metrics_route,
     add_probe_routes,
 )
+from dbaasctl.observability.metrics_endpoint import MetricsAuth, add_metrics_route
 
 
 @pytest.fixture

@@ -37,7 +37,8 @@ from dbaasctl.controller.config_status import health_entries, set_conditions
 from dbaasctl.controller.secrets import decode_data
 from dbaasctl.dbms import endpoints as dbms_endpoints
 from dbaasctl.dbms.drivers import DRIVER_KINDS
-from dbaasctl.dbms.dsn import DsnError, ensure_compatible, parse_dsn
+from dbaasctl.dbms.dsn import DsnError, ensure_compatible
+from dbaasctl.dbms.dsn_parse import parse_dsn
 from dbaasctl.dbms.tls import TlsState
 from dbaasctl.kube.api import KubeApi
 from dbaasctl.kube.controller import Result

@@ -33,10 +33,10 @@ from prometheus_client import CollectorRegistry
 
 from dbaasctl.dbms.drivers import Driver, ProcedureError, Reason, RoutineInfo, create_driver
 from dbaasctl.dbms.drivers.base import ENDPOINT_REASONS, DbmsError
-from dbaasctl.dbms.dsn import Dsn, DsnError, parse_dsn
+from dbaasctl.dbms.dsn import Dsn, DsnError
+from dbaasctl.dbms.dsn_parse import parse_dsn
 from dbaasctl.dbms.endpoint import Endpoint, EndpointHealth, EndpointMetrics, EndpointSpec
-from dbaasctl.dbms.tls import TlsState
-from dbaasctl.primitives.clock import utc_now
+from dbaasctl.dbms.endpoint_health import HealthListener, HealthTracker
 from dbaasctl.primitives.tokenbucket import Clock, Sleep
 from dbaasctl.redaction import redact, register_secret
 
@@ -45,7 +45,6 @@ __all__ = ["EndpointHealth", "EndpointRegistry", "EndpointSpec"]
 log = logging.getLogger(__name__)
 
 DriverFactory = Callable[..., Driver]
-HealthListener = Callable[[str, "EndpointHealth"], None]
 
 
 class EndpointRegistry:
@@ -59,15 +58,17 @@ class EndpointRegistry:
         breaker_cooldown: float = 5.0,
     ) -> None:
         self._clock = clock
-        self._cooldown = breaker_cooldown
         self._sleep = sleep
         self._factory = driver_factory
         self._endpoints: dict[str, Endpoint] = {}
-        #: (healthy, tls) as last exported per endpoint: every call reports health, few change it.
-        self._exported: dict[str, tuple[bool, TlsState]] = {}
         self._retiring: set[asyncio.Task[None]] = set()
-        self._listeners: list[HealthListener] = []
         self._metrics = EndpointMetrics(registry)
+        self._tracker = HealthTracker(
+            self._metrics,
+            clock=clock,
+            cooldown=breaker_cooldown,
+            is_current=lambda ep: self._endpoints.get(ep.spec.name) is ep,
+        )
         self._apply_lock = asyncio.Lock()
         self._closed = False
 
@@ -83,7 +84,7 @@ class EndpointRegistry:
             for name in list(self._endpoints):
                 if name not in wanted:
                     self._retire(self._endpoints.pop(name))
-                    self._forget_metrics(name)
+                    self._tracker.forget(name)
                     log.info("endpoint removed", extra={"endpoint": name})
             for name, spec in wanted.items():
                 current = self._endpoints.get(name)
@@ -122,7 +123,7 @@ class EndpointRegistry:
             log.warning("endpoint misconfigured: %s", error, extra={"endpoint": spec.name})
         ep = Endpoint(spec, driver, error, clock=self._clock, sleep=self._sleep)
         if error is not None:
-            self._set_health(ep, False, error)
+            self._tracker.record(ep, False, error)
         return ep
 
     def _retire(self, ep: Endpoint) -> None:
@@ -151,21 +152,14 @@ class EndpointRegistry:
         async with self._apply_lock:
             for name in list(self._endpoints):
                 self._retire(self._endpoints.pop(name))
-                self._forget_metrics(name)
+                self._tracker.forget(name)
         if self._retiring:
             await asyncio.gather(*list(self._retiring), return_exceptions=True)
-
-    def _forget_metrics(self, name: str) -> None:
-        self._exported.pop(name, None)
-        self._metrics.up.remove(name)
-        for state in TlsState:
-            with contextlib.suppress(KeyError):
-                self._metrics.tls.remove(name, str(state))
 
     # ---- health -----------------------------------------------------------------------------------
     def add_listener(self, listener: HealthListener) -> None:
         """Called with (endpoint, health) whenever an endpoint goes up or down."""
-        self._listeners.append(listener)
+        self._tracker.add_listener(listener)
 
     def health(self) -> dict[str, EndpointHealth]:
         return {name: ep.health for name, ep in self._endpoints.items()}
@@ -176,50 +170,6 @@ class EndpointRegistry:
     def spec(self, endpoint: str) -> EndpointSpec | None:
         ep = self._endpoints.get(endpoint)
         return ep.spec if ep else None
-
-    def _set_health(self, ep: Endpoint, healthy: bool, error: str | None) -> None:
-        now = utc_now()
-        previous = ep.health
-        tls = ep.observed_tls() if ep.driver is not None else previous.tls
-        if tls is TlsState.UNKNOWN:
-            tls = previous.tls
-        ep.health = replace(previous, tls=tls)
-        if healthy and (problem := ep.tls_problem()) is not None:
-            healthy, error = False, problem
-        changed = previous.healthy is not healthy
-        if not healthy:
-            ep.retry_at = self._clock() + self._cooldown
-        else:
-            ep.cause = None
-        ep.health = EndpointHealth(
-            endpoint=ep.spec.name,
-            healthy=healthy,
-            last_check=now,
-            last_error=error if not healthy else previous.last_error,
-            since=now if changed else previous.since,
-            tls=tls,
-        )
-        if self._endpoints.get(ep.spec.name) is ep and self._exported.get(ep.spec.name) != (healthy, tls):
-            self._exported[ep.spec.name] = (healthy, tls)
-            self._metrics.up.labels(ep.spec.name).set(1 if healthy else 0)
-            for state in TlsState:
-                self._metrics.tls.labels(ep.spec.name, str(state)).set(1 if state is tls else 0)
-        if tls is TlsState.PLAINTEXT and previous.tls is not TlsState.PLAINTEXT:
-            log.warning(
-                "endpoint link is not encrypted: the login and every issued credential cross it in "
-                "plaintext; set TLS options in the DSN and spec.tls.minimum in the OperatorConfig",
-                extra={"endpoint": ep.spec.name},
-            )
-        if changed:
-            if healthy:
-                log.info("endpoint up", extra={"endpoint": ep.spec.name})
-            else:
-                log.warning("endpoint down: %s", error, extra={"endpoint": ep.spec.name})
-            for listener in list(self._listeners):
-                try:
-                    listener(ep.spec.name, ep.health)
-                except Exception:
-                    log.exception("endpoint health listener failed")
 
     def _start_keepalive(self, ep: Endpoint) -> None:
         if ep.keepalive is not None:
@@ -247,30 +197,10 @@ class EndpointRegistry:
             await ep.driver.ping(timeout)
         except DbmsError as exc:
             ep.cause = exc
-            self._set_health(ep, False, exc.message)
+            self._tracker.record(ep, False, exc.message)
         else:
-            self._set_health(ep, True, None)  # stays down when the link breaks the TLS policy
+            self._tracker.record(ep, True, None)  # stays down when the link breaks the TLS policy
         return ep.health
-
-    def _refuse_early(self, ep: Endpoint) -> bool:
-        """TLS policy and circuit breaker: raise without a DBMS call, or let this call through (True
-        when it goes through as the half-open probe)."""
-        problem = ep.tls_problem()
-        if problem is not None:
-            raise ProcedureError(Reason.TLS_REFUSED, f"endpoint {ep.spec.name!r} not used: {problem}")
-        if ep.health.healthy is not False:
-            return False
-        now = self._clock()
-        if ep.probing or now < ep.retry_at:
-            cause = f"{ep.cause.reason}: " if ep.cause is not None else ""
-            raise ProcedureError(
-                Reason.ENDPOINT_DOWN,
-                f"endpoint {ep.spec.name!r} is down ({cause}{ep.health.last_error or 'unreachable'}); not "
-                f"called, next attempt in {max(0.0, ep.retry_at - now):.1f}s or when a keepalive check succeeds",
-                sqlstate=ep.cause.sqlstate if ep.cause is not None else None,
-            )
-        ep.probing = True  # half-open: this call is the probe, every other one still fails fast
-        return True
 
     # ---- operations -------------------------------------------------------------------------------
     def _get(self, endpoint: str) -> Endpoint:
@@ -296,7 +226,7 @@ class EndpointRegistry:
             )
         driver = ep.driver
         try:
-            probe = self._refuse_early(ep)
+            probe = self._tracker.admit(ep)
         except ProcedureError as exc:
             self._metrics.operations.labels(endpoint, operation, str(exc.reason)).inc()
             raise
@@ -317,11 +247,11 @@ class EndpointRegistry:
                     result = str(exc.reason)
                     if exc.reason in ENDPOINT_REASONS:
                         ep.cause = exc
-                        self._set_health(ep, False, exc.message)
+                        self._tracker.record(ep, False, exc.message)
                     elif (
                         exc.reason is not Reason.INVALID_CLASS and exc.reason is not Reason.OPERATION_TIMEOUT
                     ):
-                        self._set_health(ep, True, None)  # the DBMS answered, even if with an error
+                        self._tracker.record(ep, True, None)  # the DBMS answered, even if with an error
                     raise
                 except asyncio.CancelledError:
                     result = "Cancelled"
@@ -329,13 +259,11 @@ class EndpointRegistry:
                 finally:
                     self._metrics.operations.labels(endpoint, operation, result).inc()
                     self._metrics.duration.labels(endpoint, operation).observe(time.monotonic() - started)
-                self._set_health(ep, True, None)
+                self._tracker.record(ep, True, None)
                 return out
         finally:
             if probe:
-                ep.probing = False
-                if ep.health.healthy is False:  # the probe did not close the circuit: wait again
-                    ep.retry_at = max(ep.retry_at, self._clock() + self._cooldown)
+                self._tracker.probe_done(ep)
             ep.inflight -= 1
             if ep.inflight == 0:
                 ep.idle.set()

@@ -36,8 +36,9 @@ from dbaasctl.kube.api import KubeApi
 from dbaasctl.kube.cache import IndexFunc, Informer
 from dbaasctl.kube.controller import Controller, Reconcile
 from dbaasctl.kube.events import EventRecorder
-from dbaasctl.kube.leader import LeaderElectionConfig, LeaderElector
+from dbaasctl.kube.leader import LeaderElector
 from dbaasctl.kube.lifecycle import cancel_all, drain, until_event
+from dbaasctl.kube.manager_checks import informers_synced, install_default_checks
 from dbaasctl.kube.manager_settings import EVENT_FLUSH_SECONDS, ManagerSettings
 from dbaasctl.kube.ratelimit import RateLimiter
 from dbaasctl.kube.resources import JsonDict, ResourceRef
@@ -85,18 +86,7 @@ class Manager:
         self.loop_monitor = LoopMonitor(max_lag=self.settings.event_loop_max_lag, registry=self.registry)
         self.elector: LeaderElector | None = None
         if self.settings.leader_election:
-            self.elector = LeaderElector(
-                client,
-                LeaderElectionConfig(
-                    lease_name=self.settings.lease_name,
-                    namespace=self.settings.lease_namespace,
-                    identity=self.settings.identity,
-                    lease_duration=self.settings.lease_duration,
-                    renew_deadline=self.settings.renew_deadline,
-                    retry_period=self.settings.retry_period,
-                ),
-                registry=self.registry,
-            )
+            self.elector = LeaderElector(client, self.settings.lease_config(), registry=self.registry)
         self._runnables: list[_RunnableSpec] = []
         self._runnable_tasks: list[asyncio.Task[None]] = []
         self.serving = Serving(self.settings)
@@ -105,27 +95,16 @@ class Manager:
         self._leading = False
         self.probe_port: int | None = None
         self.metrics_port: int | None = None
-        self._install_default_checks()
+        install_default_checks(
+            self.liveness,
+            self.readiness,
+            loop_monitor=self.loop_monitor,
+            informers=self.informers,
+            elector=self.elector,
+            leader_slack=self.settings.leader_healthz_slack,
+        )
 
     # -- composition ---------------------------------------------------------------------------------
-
-    def _install_default_checks(self) -> None:
-        self.liveness.add("ping", lambda: None)
-        self.liveness.add("event-loop", self.loop_monitor.check)
-        self.liveness.add("informers", self._informers_alive)
-        if self.elector is not None:
-            elector, slack = self.elector, self.settings.leader_healthz_slack
-            self.liveness.add("leader-election", lambda: elector.check_renewing(slack))
-        self.readiness.add("ping", lambda: None)
-        self.readiness.add("informers-synced", self._informers_synced)
-
-    def _informers_alive(self) -> str | None:
-        dead = [f"{i.name}: {reason}" for i in self.informers if (reason := i.check_alive()) is not None]
-        return "; ".join(dead) or None
-
-    def _informers_synced(self) -> str | None:
-        pending = [i.name for i in self.informers if not i.has_synced]
-        return f"not synced: {', '.join(pending)}" if pending else None
 
     def add_informer(
         self,
@@ -263,7 +242,7 @@ class Manager:
                 log.error(
                     "caches did not sync within %.0fs: %s",
                     self.settings.cache_sync_timeout,
-                    self._informers_synced(),
+                    informers_synced(self.informers),
                 )
                 return EXIT_FAILED
             log.info("caches synced; ready")

@@ -1,10 +1,10 @@
-"""The manager's process-level knobs, and what they add up to at shutdown."""
+"""The manager's process-level knobs, the Lease they describe, and what they add up to at shutdown."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dbaasctl.kube.leader import default_identity
+from dbaasctl.kube.leader import LeaderElectionConfig, default_identity
 
 #: How long queued Events may still be written during a graceful stop.
 EVENT_FLUSH_SECONDS = 2.0
@@ -38,6 +38,17 @@ class ManagerSettings:
     handle_signals: bool = True
     #: Informers fill their caches with streaming lists (WatchList) instead of paged LISTs.
     watch_list: bool = False
+
+    def lease_config(self) -> LeaderElectionConfig:
+        """The Lease this process competes for, in the terms `LeaderElector` takes."""
+        return LeaderElectionConfig(
+            lease_name=self.lease_name,
+            namespace=self.lease_namespace,
+            identity=self.identity,
+            lease_duration=self.lease_duration,
+            renew_deadline=self.renew_deadline,
+            retry_period=self.retry_period,
+        )
 
     def stop_budget(self) -> float:
         """The longest a graceful stop can take: the drain, the Event flush, then the Lease release

@@ -18,11 +18,10 @@ from dbaasctl.kube.resources import JsonDict
 from dbaasctl.observability.http import (
     HealthChecks,
     HttpServer,
-    MetricsAuth,
-    add_metrics_route,
     add_probe_routes,
     tls_context,
 )
+from dbaasctl.observability.metrics_endpoint import MetricsAuth, add_metrics_route
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -41,33 +40,23 @@ from dbaasctl.dbms.drivers.base import (
     deadline_error,
     free_size_stats,
     masks_inputs,
-    procedure_error,
 )
 from dbaasctl.dbms.drivers.marshal import (
     positional_values,
     rows_to_mapping,
     split_procedure,
 )
-from dbaasctl.dbms.tls import TlsState, satisfies
+from dbaasctl.dbms.drivers.odbc_blocking import (
+    TLS_PROBES,
+    probe_and_execute,
+    procedure_columns,
+    quiet_close,
+    use_utf8,
+)
+from dbaasctl.dbms.drivers.odbc_errors import odbc_error
+from dbaasctl.dbms.tls import TlsState
 
 MAX_IDENTIFIER = 128
-_PREFIX = re.compile(r"^(\s*\[[^\]]*\])+\s*")
-_SUFFIX = re.compile(r"\s*\((?P<native>-?\d+)\)\s*\(SQL\w+\)\s*$|\s*\(SQL\w+\)\s*$")
-_NATIVE = re.compile(r"\((-?\d+)\)\s*\(SQL\w+\)\s*$")
-_NOT_FOUND_NATIVE = {1305, 2812}  # MySQL ER_SP_DOES_NOT_EXIST, SQL Server "Could not find stored procedure"
-_WRONG_PARAMETERS_NATIVE = {1318, 201, 8144, 8145}
-_TIMEOUT_NATIVE = {1969, 3024}  # MariaDB / MySQL max statement time
-_AUTHENTICATION_NATIVE = {1045, 18456}  # MySQL access denied, SQL Server login failed
-# Driver manager: driver not found / cannot be loaded / setup failed; "can't open lib" comes as 01000.
-_DRIVER_STATES = {"IM002", "IM003", "IM004", "IM005", "IM006"}
-#: The server's view of the session's TLS, per dialect (see the module docstring).
-_TLS_PROBES = {
-    "postgres": "SELECT ssl FROM pg_catalog.pg_stat_ssl WHERE pid = pg_catalog.pg_backend_pid()",
-    "mysql": "SHOW SESSION STATUS LIKE 'Ssl_cipher'",
-    # needs VIEW SERVER STATE; without it the state stays unknown (not exercised against SQL Server here)
-    "sqlserver": "SELECT encrypt_option FROM sys.dm_exec_connections WHERE session_id = @@SPID",
-}
-_NOT_ENCRYPTED = {"", "0", "f", "false", "none"}
 _SQL_PARAM_INPUT, _SQL_PARAM_INPUT_OUTPUT, _SQL_RESULT_COL, _SQL_PARAM_OUTPUT, _SQL_RETURN_VALUE = (
     1,
     2,
@@ -171,7 +160,7 @@ class OdbcDriver:
         """MariaDB Connector/ODBC corrupts long UTF-16 parameters (SQLPutData); send UTF-8 instead."""
         dialect = await self._get_dialect(raw)
         if dialect.style == "mysql":
-            await self._in_thread(_use_utf8, raw)
+            await self._in_thread(use_utf8, raw)
 
     async def _get_dialect(self, raw: Any) -> Dialect:
         if self._dialect is None:
@@ -217,7 +206,7 @@ class OdbcDriver:
                 raw = conn._conn  # aioodbc has no public accessor; we drive pyodbc in one thread call
                 dialect = await self._get_dialect(raw)
                 sql, values = build(dialect)
-                probe = _TLS_PROBES.get(dialect.style)
+                probe = TLS_PROBES.get(dialect.style)
                 if call and self.tls_minimum is TlsState.PLAINTEXT:
                     probe = None  # no policy to enforce: spare the round trip
                 # pyodbc gives a cursor the connection's timeout when the cursor is made: set it first.
@@ -226,7 +215,7 @@ class OdbcDriver:
                 cursor = await self._in_thread(raw.cursor)
                 minimum = self.tls_minimum if call else TlsState.PLAINTEXT
                 work = asyncio.ensure_future(
-                    self._in_thread(_probe_and_execute, cursor, probe, minimum, sql, list(values))
+                    self._in_thread(probe_and_execute, cursor, probe, minimum, sql, list(values))
                 )
                 try:
                     outcome: tuple[TlsState, list[ResultSet] | None] = await asyncio.shield(work)
@@ -251,7 +240,7 @@ class OdbcDriver:
                 procedure, timeout, expired=deadline.expired(), aftermath="cancelled"
             ) from None
         except pyodbc.Error as exc:
-            error = self._error(exc, procedure)
+            error = odbc_error(exc, procedure, secrets=self._secrets)
             keep = error.reason not in (Reason.CONNECTION_FAILED, Reason.OPERATION_TIMEOUT)
             if error.reason in ENDPOINT_REASONS and pool is not None:
                 await pool.clear()
@@ -271,37 +260,13 @@ class OdbcDriver:
             await asyncio.wait_for(asyncio.shield(work), timeout=5)
         conn._conn = None  # aioodbc now sees it closed: release() drops it
         if work.done():
-            await self._in_thread(_quiet_close, raw)
+            await self._in_thread(quiet_close, raw)
         else:
             self._detached += 1
-            work.add_done_callback(lambda _: self._executor.submit(_quiet_close, raw))
+            work.add_done_callback(lambda _: self._executor.submit(quiet_close, raw))
         pool = self._pool.current
         if pool is not None:
             await pool.release(conn)
-
-    def _error(self, exc: pyodbc.Error, procedure: str | None) -> ProcedureError:
-        sqlstate = str(exc.args[0]) if exc.args else ""
-        message = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
-        native_match = _NATIVE.search(message)
-        native = int(native_match.group(1)) if native_match else None
-        text = _SUFFIX.sub("", _PREFIX.sub("", message)).strip()
-        if sqlstate in _DRIVER_STATES or (sqlstate == "01000" and "can't open lib" in text.lower()):
-            reason = Reason.DRIVER_UNAVAILABLE
-        elif sqlstate == "28000" or native in _AUTHENTICATION_NATIVE:
-            reason = Reason.AUTHENTICATION_FAILED
-        elif sqlstate.startswith("08"):
-            reason = Reason.CONNECTION_FAILED
-        elif sqlstate in ("HYT00", "HYT01", "HY008") or native in _TIMEOUT_NATIVE:
-            reason = Reason.OPERATION_TIMEOUT
-        elif native in _NOT_FOUND_NATIVE or (sqlstate == "42883" and "does not exist" in text):
-            reason = Reason.PROCEDURE_NOT_FOUND
-        elif native in _WRONG_PARAMETERS_NATIVE:
-            reason = Reason.WRONG_PARAMETERS
-        else:
-            reason = Reason.PROCEDURE_FAILED
-        return procedure_error(
-            reason, f"[{sqlstate}] {text}", procedure=procedure, secrets=self._secrets, sqlstate=sqlstate
-        )
 
     async def ping(self, timeout: float) -> None:
         await self._run(None, lambda _d: ("SELECT 1", []), timeout)
@@ -313,7 +278,7 @@ class OdbcDriver:
         async with asyncio.timeout(timeout):
             async with pool.acquire() as conn:
                 raw = conn._conn
-                rows = await self._in_thread(_procedure_columns, raw, bare, schema)
+                rows = await self._in_thread(procedure_columns, raw, bare, schema)
         found: dict[tuple[str, str], list[ParameterInfo]] = {}
         for proc_schema, proc_name, column, column_type in rows:
             params = found.setdefault((proc_schema or "", proc_name), [])
@@ -329,71 +294,3 @@ class OdbcDriver:
             RoutineInfo(schema=s, name=n.split(";")[0], kind="procedure", parameters=tuple(p))
             for (s, n), p in found.items()
         ]
-
-
-def _procedure_columns(raw: Any, bare: str, schema: str | None) -> list[tuple[str, str, str | None, int]]:
-    cur = raw.cursor()
-    try:
-        names = [(r.procedure_schem, r.procedure_name) for r in cur.procedures(procedure=bare, schema=schema)]
-        out: list[tuple[str, str, str | None, int]] = []
-        for proc_schema, proc_name in names:
-            columns = cur.procedureColumns(procedure=proc_name.split(";")[0], schema=proc_schema).fetchall()
-            if not columns:
-                out.append((proc_schema, proc_name, None, 0))
-            for c in columns:
-                out.append((proc_schema, proc_name, c.column_name, int(c.column_type)))
-        return out
-    finally:
-        cur.close()
-
-
-def _probe_and_execute(
-    cursor: Any, probe: str | None, minimum: TlsState, sql: str, values: list[object]
-) -> tuple[TlsState, list[ResultSet] | None]:
-    """Runs in a worker thread: the TLS probe, then the statement unless the link is below `minimum`."""
-    state = TlsState.UNKNOWN
-    if probe is not None:
-        try:
-            cursor.execute(probe)
-            row = cursor.fetchone()
-            while cursor.nextset():
-                pass
-        except pyodbc.ProgrammingError:  # e.g. no permission to read the view: the state stays unknown
-            row = None
-        if row is not None:
-            encrypted = str(row[-1]).strip().lower() not in _NOT_ENCRYPTED
-            state = TlsState.ENCRYPTED if encrypted else TlsState.PLAINTEXT
-    if not satisfies(state, minimum):
-        with contextlib.suppress(pyodbc.Error):
-            cursor.close()
-        return state, None
-    return state, _execute_all(cursor, sql, values)
-
-
-def _execute_all(cursor: Any, sql: str, values: list[object]) -> list[ResultSet]:
-    """Runs in a worker thread: the statement and every result set it produces."""
-    sets: list[ResultSet] = []
-    try:
-        cursor.execute(sql, values) if values else cursor.execute(sql)
-        while True:
-            if cursor.description:
-                columns = tuple(str(d[0]) for d in cursor.description)
-                rows = cursor.fetchall()
-                sets.append(ResultSet(columns=columns, rows=[tuple(r) for r in rows]))
-            if not cursor.nextset():
-                break
-    finally:
-        with contextlib.suppress(pyodbc.Error):
-            cursor.close()
-    return sets
-
-
-def _quiet_close(raw: Any) -> None:
-    with contextlib.suppress(pyodbc.Error):
-        raw.close()
-
-
-def _use_utf8(raw: Any) -> None:
-    raw.setencoding(encoding="utf-8")
-    raw.setdecoding(pyodbc.SQL_CHAR, encoding="utf-8")
-    raw.setdecoding(pyodbc.SQL_WCHAR, encoding="utf-8")

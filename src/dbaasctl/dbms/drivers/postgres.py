@@ -22,14 +22,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
-from typing import Any
 from urllib.parse import urlencode
 
 import asyncpg
 
 from dbaasctl.dbms.drivers.base import (
     LazyPool,
-    ParameterInfo,
     PoolStats,
     ProcedureError,
     Reason,
@@ -37,21 +35,18 @@ from dbaasctl.dbms.drivers.base import (
     RoutineInfo,
     deadline_error,
     masks_inputs,
-    procedure_error,
 )
 from dbaasctl.dbms.drivers.marshal import (
     named_values,
     rows_to_mapping,
     split_procedure,
 )
+from dbaasctl.dbms.drivers.postgres_catalog import routine, routine_exists, routine_rows
+from dbaasctl.dbms.drivers.postgres_errors import AUTHENTICATION_STATES, postgres_error
 from dbaasctl.dbms.dsn import Dsn
 from dbaasctl.dbms.tls import TlsState, from_ssl_object, satisfies
 
 MAX_IDENTIFIER = 63  # PostgreSQL silently truncates longer names: refuse them instead
-_CONNECTION_STATES = ("08", "57P01", "57P02", "57P03", "53300", "3D000")
-_AUTHENTICATION_STATES = ("28000", "28P01")
-_PROC_KINDS = {"f": "function", "p": "procedure", "a": "aggregate", "w": "window"}
-_ARG_MODES = {"i": "IN", "o": "OUT", "b": "INOUT", "v": "IN", "t": "TABLE"}
 
 
 def quote_ident(name: str) -> str:
@@ -207,19 +202,22 @@ class PostgresDriver:
                         if getattr(exc, "context", None):
                             # Raised by a statement inside the procedure (a missing extension, say):
                             # the procedure itself was found and called with these inputs.
-                            raise self._error(exc, procedure, Reason.PROCEDURE_FAILED) from None
-                        exists = await self._exists(conn, schema, bare)
-                        raise self._error(
+                            raise postgres_error(
+                                exc, procedure, Reason.PROCEDURE_FAILED, secrets=self._secrets
+                            ) from None
+                        exists = await routine_exists(conn, schema, bare)
+                        raise postgres_error(
                             exc,
                             procedure,
                             Reason.WRONG_PARAMETERS if exists else Reason.PROCEDURE_NOT_FOUND,
+                            secrets=self._secrets,
                         ) from None
         except ProcedureError:
             raise
         except TimeoutError:
             raise deadline_error(procedure, timeout, expired=True, aftermath="cancelled") from None
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            error = self._error(exc, procedure)
+            error = postgres_error(exc, procedure, secrets=self._secrets)
             if error.reason is Reason.CONNECTION_FAILED:
                 await self._expire()
             raise error from None
@@ -238,54 +236,12 @@ class PostgresDriver:
             columns = tuple(a.name for a in (await conn.prepare(sql)).get_attributes())
         return [ResultSet(columns=columns, rows=[tuple(r) for r in rows])]
 
-    async def _exists(self, conn: asyncpg.Connection, schema: str | None, bare: str) -> bool:
-        found = await conn.fetchval(
-            """
-            SELECT count(*) FROM pg_catalog.pg_proc p
-              JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-             WHERE p.proname = $1
-               AND CASE WHEN $2::text IS NULL THEN pg_catalog.pg_function_is_visible(p.oid)
-                        ELSE n.nspname = $2 END
-            """,
-            bare.lower(),
-            schema.lower() if schema else None,
-        )
-        return bool(found)
-
     async def _expire(self) -> None:
         """After a connection-level failure, idle connections are likely dead too (server restart)."""
         pool = self._pool.current
         if pool is not None:
             with contextlib.suppress(asyncpg.InterfaceError, OSError):
                 await pool.expire_connections()
-
-    def _error(
-        self, exc: BaseException, procedure: str | None, reason: Reason | None = None
-    ) -> ProcedureError:
-        sqlstate: str | None = None
-        if isinstance(exc, asyncpg.PostgresError):
-            sqlstate = exc.sqlstate
-            parts = [str(exc.args[0]) if exc.args else exc.__class__.__name__]
-            detail = getattr(exc, "detail", None)
-            hint = getattr(exc, "hint", None)
-            if detail:
-                parts.append(f"DETAIL: {detail}")
-            if hint:
-                parts.append(f"HINT: {hint}")
-            text = " ".join(parts)
-            if reason is None:
-                connection = sqlstate is not None and any(sqlstate.startswith(s) for s in _CONNECTION_STATES)
-                reason = Reason.CONNECTION_FAILED if connection else Reason.PROCEDURE_FAILED
-                if sqlstate in _AUTHENTICATION_STATES:
-                    reason = Reason.AUTHENTICATION_FAILED
-                elif sqlstate == "3F000":
-                    reason = Reason.SCHEMA_NOT_FOUND
-        elif isinstance(exc, asyncpg.exceptions.DataError):  # pragma: no cover - subclass of InterfaceError
-            text, reason = str(exc), reason or Reason.WRONG_PARAMETERS
-        else:
-            text = f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
-            reason = reason or Reason.CONNECTION_FAILED
-        return procedure_error(reason, text, procedure=procedure, secrets=self._secrets, sqlstate=sqlstate)
 
     async def ping(self, timeout: float) -> None:
         try:
@@ -304,8 +260,10 @@ class PostgresDriver:
             ) from None
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             await self._expire()
-            auth = getattr(exc, "sqlstate", None) in _AUTHENTICATION_STATES
-            raise self._error(exc, None, None if auth else Reason.CONNECTION_FAILED) from None
+            auth = getattr(exc, "sqlstate", None) in AUTHENTICATION_STATES
+            raise postgres_error(
+                exc, None, None if auth else Reason.CONNECTION_FAILED, secrets=self._secrets
+            ) from None
 
     async def describe(self, procedure: str, *, timeout: float) -> list[RoutineInfo]:
         schema, bare, _ = qualified(procedure)
@@ -313,53 +271,11 @@ class PostgresDriver:
             async with asyncio.timeout(timeout):
                 pool = await self._pool.get()
                 async with pool.acquire() as conn:
-                    rows = await conn.fetch(
-                        """
-                        SELECT n.nspname, p.proname, p.prokind, p.pronargs, p.pronargdefaults,
-                               p.proargnames, p.proargmodes
-                          FROM pg_catalog.pg_proc p
-                          JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-                         WHERE p.proname = $1
-                           AND CASE WHEN $2::text IS NULL THEN pg_catalog.pg_function_is_visible(p.oid)
-                                    ELSE n.nspname = $2 END
-                         ORDER BY p.oid
-                        """,
-                        bare.lower(),
-                        schema.lower() if schema else None,
-                    )
+                    rows = await routine_rows(conn, schema, bare)
         except TimeoutError:
             raise ProcedureError(
                 Reason.OPERATION_TIMEOUT, f"catalog lookup did not answer within {timeout:g}s"
             ) from None
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            raise self._error(exc, procedure) from None
-        return [_routine(row) for row in rows]
-
-
-def _routine(row: Any) -> RoutineInfo:
-    nargs: int = row["pronargs"]
-    ndefaults: int = row["pronargdefaults"]
-    names: list[str] = list(row["proargnames"] or [])
-    # "char"[] comes back as bytes from asyncpg
-    modes = [_char(m) for m in (row["proargmodes"] or ["i"] * nargs)]
-    params: list[ParameterInfo] = []
-    seen_in = 0
-    for i, mode_code in enumerate(modes):
-        mode = _ARG_MODES.get(mode_code, "IN")
-        has_default = False
-        if mode in ("IN", "INOUT"):
-            has_default = seen_in >= nargs - ndefaults
-            seen_in += 1
-        params.append(
-            ParameterInfo(name=names[i] if i < len(names) else "", mode=mode, has_default=has_default)
-        )
-    return RoutineInfo(
-        schema=row["nspname"],
-        name=row["proname"],
-        kind=_PROC_KINDS.get(_char(row["prokind"]), "function"),
-        parameters=tuple(params),
-    )
-
-
-def _char(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+            raise postgres_error(exc, procedure, secrets=self._secrets) from None
+        return [routine(row) for row in rows]
