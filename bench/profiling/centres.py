@@ -16,14 +16,14 @@ from collections import Counter
 from pathlib import Path
 
 CENTRES = [
+    ("template rendering (on its thread pool)", r"dbaasctl/templates/|jinja2/"),
     (
-        "worker threads (aiohttp trust_env proxy lookup per request)",
+        "other worker threads (aiohttp's trust_env proxy lookup per request, until it was turned off)",
         r"concurrent/futures/thread|threading\.py",
     ),
     ("metrics scrape (bench)", r"prometheus_client/exposition"),
     ("logging (records, redaction, JSON)", r"\(logging/__init__\.py|observability/logging\.py"),
     ("Events (recorder + POST)", r"kube/events\.py|kube/eventseries\.py"),
-    ("template rendering", r"dbaasctl/templates\.py|dbaasctl/render\.py|jinja2/"),
     ("DBMS call (asyncpg)", r"dbaasctl/dbms/|asyncpg/"),
     ("status patch construction / record", r"reconciler\.py:\d+\)[^;]*;[^;]*\(_record|status_body"),
     ("pydantic: Database parse + status copies", r"observe\.py|model_validate|model_dump|to_api"),
@@ -46,9 +46,12 @@ def main(path: str, n_db: float, cpu_s: float) -> None:
         c = int(count)
         # A thread runnable but not running (waiting for a CPU on a busy machine) shows in the syscall it
         # last made: epoll and the socket send. Those samples are wait, not CPU; the process's stime is small.
+        # An idle pool thread blocked on its work queue shows as its `_worker` frame: wait as well.
+        leaf = stack.rsplit(";", 1)[-1]
         if (
             stack.endswith(("EpollSelector.select (selectors.py:468)",))
-            or "_SelectorSocketTransport.write (asyncio/selector_events.py:1057)" in stack.rsplit(";", 1)[-1]
+            or "_SelectorSocketTransport.write (asyncio/selector_events.py:1057)" in leaf
+            or leaf.startswith("_worker (concurrent/futures/thread.py:")
         ):
             continue
         total += c

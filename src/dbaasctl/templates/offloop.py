@@ -10,6 +10,10 @@ The sandbox's own deadline ends a render from inside; the loop waits a little lo
 backstop and reports a render that never came back as a `TemplateSecurityError` (the thread finishes
 on its own, bounded by the same limits). Within one reconcile pass identical renders (same templates,
 same context) are done once and their outcome, failure included, is reused.
+
+Templates already compiled and made only of references, literal text and linear filters (what classes
+are written with: `{{ metadata.name }}`, `{{ result.password | urlencode }}`; `rendering.cheap`) render
+on the loop: nothing in them can take long, and the hop to the pool cost more than the render itself.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any, TypeVar
 from dbaasctl.templates import limits
 from dbaasctl.templates.context import TemplateContext
 from dbaasctl.templates.errors import TemplateError, TemplateRenderError, TemplateSecurityError
-from dbaasctl.templates.rendering import render_inputs, render_secret, validate_template
+from dbaasctl.templates.rendering import cheap, render_inputs, render_secret, validate_template
 
 __all__ = ["LOOP_DEADLINE", "Renders", "off_loop"]
 
@@ -63,6 +67,17 @@ async def off_loop(job: Callable[[], T]) -> T:
         raise
     except TimeoutError:
         raise TemplateSecurityError(f"rendering did not end within {backstop:g}s") from None
+    except Exception as exc:  # anything the sandbox did not classify; its message may quote values
+        raise TemplateRenderError(f"{type(exc).__name__} while rendering") from None
+
+
+def _on_loop(job: Callable[[], dict[str, str]]) -> dict[str, str]:
+    """A cheap render, here: handing it to the pool (and remembering it) would cost more than it does.
+    Failures are reported as `off_loop` reports them."""
+    try:
+        return dict(job())
+    except TemplateError:
+        raise
     except Exception as exc:  # anything the sandbox did not classify; its message may quote values
         raise TemplateRenderError(f"{type(exc).__name__} while rendering") from None
 
@@ -115,6 +130,8 @@ class Renders:
         ctx: TemplateContext,
         render: Callable[[Mapping[str, str], TemplateContext], dict[str, str]],
     ) -> dict[str, str]:
+        if all(cheap(text) for text in templates.values()):
+            return _on_loop(lambda: render(templates, ctx))
         key = _fingerprint(kind, templates, ctx)
         outcome = self._done.get(key)
         if outcome is None:

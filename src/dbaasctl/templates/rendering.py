@@ -32,9 +32,11 @@ from dbaasctl.templates.go_style import go_hint, translate_go_style
 from dbaasctl.templates.sandbox import ENV
 
 __all__ = [
+    "MAX_CHEAP_REFERENCES",
     "MAX_RENDERED_LENGTH",
     "MAX_TEMPLATE_LENGTH",
     "MAX_TEMPLATE_NODES",
+    "cheap",
     "render_inputs",
     "render_secret",
     "render_template",
@@ -60,7 +62,53 @@ def _compile(text: str) -> tuple[Template, frozenset[str]]:
     return outcome
 
 
-@functools.lru_cache(maxsize=4096)
+#: Filters whose cost is linear in their input and that call nothing of the template's.
+_CHEAP_FILTERS = frozenset({"urlencode", "lower", "upper", "trim", "default", "d"})
+_CHEAP_NODES = (
+    nodes.Template,
+    nodes.Output,
+    nodes.TemplateData,
+    nodes.Const,
+    nodes.Name,
+    nodes.Getattr,
+    nodes.Getitem,
+    nodes.Filter,
+)
+#: References a cheap template may make: with each value at most MAX_VALUE_LENGTH, its output is bounded.
+MAX_CHEAP_REFERENCES = 8
+_COMPILED_CACHE = 4096
+#: Compiled templates known to be cheap (see `cheap`), filled by the compile.
+_CHEAP: dict[str, bool] = {}
+
+
+def _is_cheap(ast: nodes.Template) -> bool:
+    references = 0
+    for node in walk(ast):
+        if not isinstance(node, _CHEAP_NODES):
+            return False
+        if isinstance(node, nodes.Getitem) and not isinstance(node.arg, nodes.Const):
+            return False
+        if isinstance(node, nodes.Filter) and (
+            node.name not in _CHEAP_FILTERS
+            or node.kwargs
+            or node.dyn_args is not None
+            or node.dyn_kwargs is not None
+            or not all(isinstance(arg, nodes.Const) for arg in node.args)
+        ):
+            return False
+        if isinstance(node, nodes.Name):
+            references += 1
+    return references <= MAX_CHEAP_REFERENCES
+
+
+def cheap(text: str) -> bool:
+    """Compiled already, and only references, literal text and linear filters (`{{ result.password |
+    urlencode }}`): its render costs microseconds whatever the values, less than handing it to a thread.
+    False for a template not compiled yet: the compile itself may be expensive."""
+    return _CHEAP.get(text, False)
+
+
+@functools.lru_cache(maxsize=_COMPILED_CACHE)
 def _compiled(text: str) -> tuple[Template, frozenset[str]] | TemplateError:
     try:
         return _compile_uncached(text)
@@ -102,9 +150,13 @@ def _compile_uncached(text: str) -> tuple[Template, frozenset[str]]:
             raise
         raise TemplateSyntaxError(f"{exc.detail} ({hint})") from None
     try:
-        return ENV.from_string(ast), literal_names(ast)
+        compiled = ENV.from_string(ast), literal_names(ast)
     except (jexc.TemplateError, RecursionError) as exc:
         raise TemplateSyntaxError(f"the template cannot be compiled: {type(exc).__name__}") from None
+    if len(_CHEAP) >= _COMPILED_CACHE:
+        del _CHEAP[next(iter(_CHEAP))]
+    _CHEAP[text] = _is_cheap(ast)
+    return compiled
 
 
 def validate_template(text: str) -> None:
