@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 CENTRES = [
-    ("template rendering (on its thread pool)", r"dbaasctl/templates/|jinja2/"),
+    ("template rendering (on the loop or its thread pool)", r"dbaasctl/templates/|jinja2/"),
     (
         "other worker threads (aiohttp's trust_env proxy lookup per request, until it was turned off)",
         r"concurrent/futures/thread|threading\.py",
