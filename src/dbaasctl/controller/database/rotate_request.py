@@ -3,9 +3,9 @@ stored.
 
 While the annotation is on, `status.rotationToken` "true" says it was honoured. Taking it off before the
 rotation's status record makes that token unnecessary: the record then leaves it unset, and there is no
-token to clear afterwards (two writes fewer per rotation). If the annotation cannot be taken off at that
-moment (the Database was edited during the call, the API server refused), the token is recorded as
-before and the `RemoveAnnotation` step takes the annotation off later.
+token to clear afterwards (one status write fewer per rotation). If the annotation cannot be taken off
+then (the Database was edited during the call, the API server refused), the token is recorded as before
+and the `RemoveAnnotation` step takes the annotation off later.
 """
 
 from __future__ import annotations
