@@ -56,26 +56,22 @@ async def off_loop(job: Callable[[], T]) -> T:
 
     def run() -> T:
         loop.call_soon_threadsafe(announce)
-        return job()
+        return _classified(job)
 
     future = loop.run_in_executor(_POOL, run)
     try:
         either: list[asyncio.Future[Any]] = [future, started]
         await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         return await asyncio.wait_for(future, backstop)
-    except TemplateError:
-        raise
     except TimeoutError:
         raise TemplateSecurityError(f"rendering did not end within {backstop:g}s") from None
-    except Exception as exc:  # anything the sandbox did not classify; its message may quote values
-        raise TemplateRenderError(f"{type(exc).__name__} while rendering") from None
 
 
-def _on_loop(job: Callable[[], dict[str, str]]) -> dict[str, str]:
-    """A cheap render, here: handing it to the pool (and remembering it) would cost more than it does.
-    Failures are reported as `off_loop` reports them."""
+def _classified(job: Callable[[], T]) -> T:
+    """Run a template job where it is called (the pool's thread, or the loop for a cheap render); every
+    failure comes back as a TemplateError."""
     try:
-        return dict(job())
+        return job()
     except TemplateError:
         raise
     except Exception as exc:  # anything the sandbox did not classify; its message may quote values
@@ -131,7 +127,8 @@ class Renders:
         render: Callable[[Mapping[str, str], TemplateContext], dict[str, str]],
     ) -> dict[str, str]:
         if all(cheap(text) for text in templates.values()):
-            return _on_loop(lambda: render(templates, ctx))
+            # Here, not on the pool: the hop (and the memo's fingerprint) would cost more than the render.
+            return dict(_classified(lambda: render(templates, ctx)))
         key = _fingerprint(kind, templates, ctx)
         outcome = self._done.get(key)
         if outcome is None:

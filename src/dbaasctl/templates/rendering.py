@@ -77,7 +77,8 @@ _CHEAP_NODES = (
 #: References a cheap template may make: with each value at most MAX_VALUE_LENGTH, its output is bounded.
 MAX_CHEAP_REFERENCES = 8
 _COMPILED_CACHE = 4096
-#: Compiled templates known to be cheap (see `cheap`), filled by the compile.
+#: Compiled templates known to be cheap (see `cheap`), filled by the compile. Evicted on its own: should
+#: the compile cache have dropped a cheap template first, compiling it again is as small as the template.
 _CHEAP: dict[str, bool] = {}
 
 
