@@ -2,9 +2,11 @@
 PostgreSQL and MariaDB, and `dbaasctl run` as a subprocess, with the A/B sample classes.
 
 Through an annotation, a Secret deletion and a scheduled rotation, a client opening a new connection
-with the Secret's current credentials every 100 ms and a pooled connection see 0 failed logins and 0
-failed queries; the superseded credentials are refused after retire, and the overlap (new credentials
-visible → old ones refused) is measured and printed.
+with the Secret's current credentials every 100 ms and a pooled connection that follows the Secret see
+0 failed logins and 0 failed queries; a pooled connection with a pre-ping only is ended by each retire
+and replaced, with at most the query in flight at that instant failing; the superseded credentials are
+refused after retire, and the overlap (new credentials visible → old ones refused) is measured and
+printed.
 """
 
 from __future__ import annotations
@@ -191,8 +193,9 @@ async def test_live_client_sees_no_failure_through_rotations(env: Env, dbms: str
     assert any("annotation" in w for w in whys), whys
     assert any("is missing" in w for w in whys), whys
     assert any("interval elapsed" in w for w in whys), whys
-    for tally in (client.fresh, client.pooled):
+    for tally in (client.fresh, client.pooled, client.prepinged):
         assert tally.login_failures == 0, tally.failures
+    for tally in (client.fresh, client.pooled):
         assert tally.query_failures == 0, tally.failures
     assert client.fresh.logins > 100
     assert len(client.overlaps) >= 3
@@ -200,4 +203,11 @@ async def test_live_client_sees_no_failure_through_rotations(env: Env, dbms: str
         # The old credentials stop working only after retire, and then they do stop.
         assert overlap.seconds is not None, f"{overlap.old_user} still logs in"
         assert overlap.seconds >= GRACE - 0.5, client.report(dbms)  # less only the client's poll lag
-    assert client.pooled.reconnects >= 1  # retire ended the pooled session of the superseded login
+    # Following the Secret, the pool moved to each new login inside the grace period: retire found
+    # none of its sessions to end.
+    assert client.pooled.recycled == len(client.overlaps), client.report(dbms)
+    assert client.pooled.reconnects == 0, client.report(dbms)
+    # Ignoring the Secret, the pool kept each superseded login until retire ended its session; at most
+    # the one query in flight at that instant failed.
+    assert client.prepinged.reconnects == len(client.overlaps), client.report(dbms)
+    assert client.prepinged.query_failures <= client.prepinged.reconnects, client.prepinged.failures

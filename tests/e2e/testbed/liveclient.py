@@ -1,14 +1,19 @@
 """An application using a Database's Secret while the operator rotates it: the proof that two-phase
-rotation goes unnoticed.
+rotation goes unnoticed by an application that follows the Secret.
 
-Three loops share one view of the Secret, re-read from the API server every 100 ms the way an
-application re-reads its mounted Secret file (when the Secret is deleted the last content stays, as a
-mounted volume keeps it):
+Loops share one view of the Secret, re-read from the API server every 100 ms the way an application
+re-reads its mounted Secret file (when the Secret is deleted the last content stays, as a mounted
+volume keeps it):
 
 * `fresh`: every 100 ms a new connection with the current credentials, one query, close;
-* `pooled`: one long-lived connection used every 100 ms, checked out like a pool with pre-ping does
-  (a connection found dead, e.g. ended by retire, is replaced with the current credentials before the
-  query runs; that is a reconnect, not a failure);
+* `pooled`: one long-lived connection used every 100 ms, checked out the way a pool that follows the
+  Secret does: a connection opened with superseded credentials is closed at its next checkout and
+  replaced with the current ones (`recycled`), so none is left for retire to end (a pool whose
+  connections live shorter than the grace period behaves the same);
+* `prepinged`: one long-lived connection checked out with a pre-ping only: it keeps the superseded
+  login until retire ends its session, then the pre-ping replaces it (`reconnects`). A query sent in
+  the instant between a successful pre-ping and the end of the session fails: what ending sessions
+  means for an application that ignores the Secret, counted and never more than one per retire;
 * `old`: after each change of credentials, the superseded ones are tried every 100 ms until refused,
   which measures the overlap (new credentials visible → old ones refused).
 
@@ -64,7 +69,16 @@ class Tally:
     queries: int = 0
     query_failures: int = 0
     reconnects: int = 0
+    recycled: int = 0
     failures: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Held:
+    """A pooled connection and the login it was opened with."""
+
+    conn: Any
+    username: str
 
 
 class LiveClient:
@@ -75,6 +89,7 @@ class LiveClient:
         self.current: dict[str, str] = {}
         self.fresh = Tally()
         self.pooled = Tally()
+        self.prepinged = Tally()
         self.overlaps: list[Overlap] = []
         self._old: list[tuple[Overlap, dict[str, str]]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -87,7 +102,8 @@ class LiveClient:
         self._tasks = [
             asyncio.create_task(self._loop(self._read)),
             asyncio.create_task(self._loop(self._fresh)),
-            asyncio.create_task(self._pool()),
+            asyncio.create_task(self._pool(self.pooled, follow_secret=True)),
+            asyncio.create_task(self._pool(self.prepinged, follow_secret=False)),
             asyncio.create_task(self._loop(self._probe_old)),
         ]
 
@@ -135,39 +151,44 @@ class LiveClient:
         finally:
             await _quietly(self.dbms.close(conn))
 
-    async def _pool(self) -> None:
-        conn: Any = None
+    async def _pool(self, tally: Tally, *, follow_secret: bool) -> None:
+        held: _Held | None = None
         try:
             while not self._stop.is_set():
-                conn = await self._checkout(conn)
-                if conn is not None:
-                    self.pooled.queries += 1
+                held = await self._checkout(held, tally, follow_secret)
+                if held is not None:
+                    tally.queries += 1
                     try:
-                        await self.dbms.query(conn)
+                        await self.dbms.query(held.conn)
                     except Exception as exc:
-                        self.pooled.query_failures += 1
-                        self.pooled.failures.append(f"query: {type(exc).__name__}")
+                        tally.query_failures += 1
+                        tally.failures.append(f"query {held.username}: {type(exc).__name__}")
                 await asyncio.sleep(TICK)
         finally:
-            if conn is not None:
-                await _quietly(self.dbms.close(conn))
+            if held is not None:
+                await _quietly(self.dbms.close(held.conn))
 
-    async def _checkout(self, conn: Any) -> Any:
-        """The pooled connection after a pre-ping; replaced with the current credentials when dead."""
-        if conn is not None:
-            try:
-                await self.dbms.query(conn)
-                return conn
-            except Exception:
-                self.pooled.reconnects += 1
-                await _quietly(self.dbms.close(conn))
+    async def _checkout(self, held: _Held | None, tally: Tally, follow_secret: bool) -> _Held | None:
+        """The held connection after a pre-ping; replaced with the current credentials when dead or,
+        for a pool that follows the Secret, when opened with credentials the Secret no longer holds."""
+        if held is not None:
+            if follow_secret and held.username != self.current.get("username"):
+                tally.recycled += 1
+                await _quietly(self.dbms.close(held.conn))
+            else:
+                try:
+                    await self.dbms.query(held.conn)
+                    return held
+                except Exception:
+                    tally.reconnects += 1
+                    await _quietly(self.dbms.close(held.conn))
         creds = dict(self.current)
-        self.pooled.logins += 1
+        tally.logins += 1
         try:
-            return await self.dbms.connect(creds)
+            return _Held(await self.dbms.connect(creds), creds["username"])
         except Exception as exc:
-            self.pooled.login_failures += 1
-            self.pooled.failures.append(f"login {creds['username']}: {type(exc).__name__}")
+            tally.login_failures += 1
+            tally.failures.append(f"login {creds['username']}: {type(exc).__name__}")
             return None
 
     async def _probe_old(self) -> None:
@@ -183,10 +204,15 @@ class LiveClient:
 
     def report(self, label: str) -> str:
         lines = [f"{label}: live client through {len(self.overlaps)} rotations"]
-        for name, t in (("fresh connection every 100 ms", self.fresh), ("pooled connection", self.pooled)):
+        tallies = (
+            ("fresh connection every 100 ms", self.fresh),
+            ("pooled connection following the Secret", self.pooled),
+            ("pooled connection with pre-ping only", self.prepinged),
+        )
+        for name, t in tallies:
             lines.append(
                 f"  {name}: {t.logins} logins ({t.login_failures} failed), {t.queries} queries "
-                f"({t.query_failures} failed), {t.reconnects} reconnects"
+                f"({t.query_failures} failed), {t.recycled} recycled, {t.reconnects} reconnects"
             )
         for o in self.overlaps:
             seconds = "never refused" if o.seconds is None else f"{o.seconds:.2f} s"
