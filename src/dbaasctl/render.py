@@ -22,7 +22,7 @@ from dbaasctl.api.databaseclass import (
     OperationName,
     ParameterError,
 )
-from dbaasctl.controller.secrets import MissingResultKey, binding_data
+from dbaasctl.controller.binding import MissingResultKey, binding_data
 from dbaasctl.templates import (
     TemplateContext,
     TemplateError,

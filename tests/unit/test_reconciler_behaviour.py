@@ -12,10 +12,10 @@ from reconciler_fakes import SERVER_ERROR, Fault
 from reconciler_harness import NS, Harness, database_class
 
 from dbaasctl.controller import reasons
-from dbaasctl.controller.database.act import FENCE_MARGIN, describe
+from dbaasctl.controller.database.act import FENCE_MARGIN
 from dbaasctl.controller.database.dbms import DBMS_BACKOFF_BASE
 from dbaasctl.kube.controller import Controller, Result
-from dbaasctl.kube.errors import ApiError
+from dbaasctl.kube.errors import ApiError, describe_failure
 from dbaasctl.kube.resources import SECRETS
 from dbaasctl.observability.metrics import sample_value
 from support.fakekube import Call
@@ -240,12 +240,15 @@ def test_a_refused_write_names_what_the_server_refused() -> None:
         'refers to a resource you can\'t set finalizers on: User "system:serviceaccount:ops:dbaasctl" '
         'cannot update resource "databases/finalizers" in API group "dbaasctl.io"',
     )
-    assert describe(forbidden).startswith("403 Forbidden: secrets")
-    assert '"databases/finalizers"' in describe(forbidden)
-    assert describe(ApiError(500, "InternalError", "etcdserver: request timed out")) == "500 InternalError"
+    assert describe_failure(forbidden).startswith("403 Forbidden: secrets")
+    assert '"databases/finalizers"' in describe_failure(forbidden)
+    assert (
+        describe_failure(ApiError(500, "InternalError", "etcdserver: request timed out"))
+        == "500 InternalError"
+    )
     # A validation message can quote the request (a Secret's data): it is not repeated in conditions.
     invalid = ApiError(422, "Invalid", 'Secret "orders-credentials" is invalid: data[password]: "c2VjcmV0"')
-    assert describe(invalid) == "422 Invalid"
+    assert describe_failure(invalid) == "422 Invalid"
 
 
 async def test_a_create_reads_the_absent_secret_once_and_recovers_when_it_appears_meanwhile() -> None:

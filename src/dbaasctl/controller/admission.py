@@ -21,8 +21,8 @@ from pydantic import ValidationError
 from dbaasctl.api.database import Database
 from dbaasctl.api.databaseclass import DatabaseClass, DatabaseClassSpec, OperationName, ParameterError
 from dbaasctl.controller import reasons
+from dbaasctl.controller.binding import MissingResultKey, binding_data
 from dbaasctl.controller.config import Binding, ConfigState
-from dbaasctl.controller.secrets import MissingResultKey, binding_data
 from dbaasctl.dbms.drivers import DRIVER_KINDS
 from dbaasctl.templates import TemplateContext, TemplateError
 from dbaasctl.templates.offloop import Renders

@@ -136,3 +136,25 @@ async def error_from_response(resp: aiohttp.ClientResponse, method: str, path: s
     return ApiError(
         resp.status, resp.reason or "", text[:512], method=method, path=path, retry_after=retry_after
     )
+
+
+_EXPLAINED_REFUSALS = frozenset({403})
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A failed API call in a user's words: the server's status and reason, or what happened to the link.
+
+    For a permission refusal (403) the server's own message follows: it names the missing right or the
+    admission plugin that refused, and an administrator must act on it. Other messages (400, 422) can
+    quote the request body, which may hold credentials, so they stay in the operator's log.
+    """
+    if isinstance(exc, ApiError):
+        status = f"{exc.status} {exc.reason}".strip()
+        if exc.status in _EXPLAINED_REFUSALS and exc.message:
+            return f"{status}: {exc.message}"
+        return status
+    if isinstance(exc, TimeoutError):
+        return "the API server did not answer in time"
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return "the connection to the API server failed"
+    return "unexpected error, see the operator log"

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Literal
 
-import aiohttp
-
 from dbaasctl.api.database import FINALIZER, PendingOperation
 from dbaasctl.controller import reasons
 from dbaasctl.controller.admission import Plan, SecretRenderError
@@ -26,7 +24,7 @@ from dbaasctl.controller.database.rollout import roll_out
 from dbaasctl.controller.database.writes import SecretConflict, ServerCopy, Writer
 from dbaasctl.controller.secrets import decode_data, inspect_secret, metadata_repair_patch, release_patch
 from dbaasctl.kube.controller import Result
-from dbaasctl.kube.errors import ApiError
+from dbaasctl.kube.errors import describe_failure
 from dbaasctl.kube.resources import JsonDict
 
 if TYPE_CHECKING:
@@ -202,7 +200,7 @@ async def store(c: Ctx, plan: Plan, held: Held) -> Exit | None:
     except Exception as exc:  # every API or transport failure, after the retries in place
         failure = (
             reasons.SECRET_WRITE_FAILED,
-            f"credentials were {what} but Secret {name} could not be written ({describe(exc)}); retrying",
+            f"credentials were {what} but Secret {name} could not be written ({describe_failure(exc)}); retrying",
         )
     if failure is not None:
         exit_ = c.fail(*failure)
@@ -328,25 +326,3 @@ async def repair_labels(c: Ctx, secret: JsonDict | None) -> Exit | None:
 
 def _intent(p: Pass) -> str | None:
     return p.status.pending_operation.name if p.status.pending_operation is not None else None
-
-
-_EXPLAINED_REFUSALS = frozenset({403})
-
-
-def describe(exc: BaseException) -> str:
-    """A failure in a user's words: the API server's status and reason, or what happened to the link.
-
-    For a permission refusal (403) the server's own message follows: it names the missing right or the
-    admission plugin that refused, and an administrator must act on it. Other messages (400, 422) can
-    quote the request body, which for a Secret holds credentials, so they stay in the operator's log.
-    """
-    if isinstance(exc, ApiError):
-        status = f"{exc.status} {exc.reason}".strip()
-        if exc.status in _EXPLAINED_REFUSALS and exc.message:
-            return f"{status}: {exc.message}"
-        return status
-    if isinstance(exc, TimeoutError):
-        return "the API server did not answer in time"
-    if isinstance(exc, aiohttp.ClientError | OSError):
-        return "the connection to the API server failed"
-    return "unexpected error, see the operator log"

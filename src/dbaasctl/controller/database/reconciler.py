@@ -51,7 +51,7 @@ from dbaasctl.controller.database.writes import DATABASES, Writer, status_body
 from dbaasctl.dbms.endpoints import EndpointRegistry
 from dbaasctl.kube.api import KubeApi
 from dbaasctl.kube.controller import Result
-from dbaasctl.kube.errors import ApiError
+from dbaasctl.kube.errors import ApiError, describe_failure
 from dbaasctl.kube.resources import JsonDict
 
 __all__ = ["DatabaseReconciler", "Dependencies", "Memory", "Recorder"]
@@ -273,7 +273,7 @@ class DatabaseReconciler:
             p.set_ready(
                 "False",
                 reasons.ROTATE_FAILED,
-                f"cannot rotate ({why}): the API server failed ({act.describe(exc)}); retrying",
+                f"cannot rotate ({why}): the API server failed ({describe_failure(exc)}); retrying",
             )
         return act.Exit(Result(requeue=True, failed=True))
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dbaasctl.kube.api import KubeApi
-from dbaasctl.kube.errors import ApiError
+from dbaasctl.kube.errors import describe_failure
 from dbaasctl.kube.resources import ResourceRef
 
 __all__ = ["ROLLOUT_ANNOTATION", "WORKLOADS", "Rollout", "opted_in", "roll_out", "template_annotation"]
@@ -76,7 +76,7 @@ async def roll_out(
         try:
             page = await client.list(ref.path(namespace))
         except Exception as exc:
-            out.failed.append(f"listing {ref.plural}: {_describe(exc)}")
+            out.failed.append(f"listing {ref.plural}: {describe_failure(exc)}")
             continue
         for item in page.get("items") or []:
             name = item["metadata"]["name"]
@@ -85,13 +85,7 @@ async def roll_out(
             try:
                 await client.patch(ref.path(namespace, name), patch, "merge", field_manager=field_manager)
             except Exception as exc:
-                out.failed.append(f"{ref.kind}/{name}: {_describe(exc)}")
+                out.failed.append(f"{ref.kind}/{name}: {describe_failure(exc)}")
                 continue
             out.rolled.append(f"{ref.kind}/{name}")
     return out
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ApiError):
-        return f"{exc.status} {exc.reason}".strip()
-    return type(exc).__name__
