@@ -37,6 +37,8 @@ TIMEOUT_APPLIED = "timeout-applied"  # the write is applied, the answer is lost 
 RESET = "reset"  # the connection is reset before the request reaches the server
 CRASH = "crash"  # the write is applied, then the process dies
 KINDS = (CONFLICT, SERVER_ERROR, TIMEOUT_APPLIED, RESET, CRASH)
+#: Outside the fault matrix: RBAC refuses the request (the operator's role lacks a verb), nothing applied.
+FORBIDDEN = "403"
 
 
 def label_of(verb: str, path: str, body: Any) -> str:
@@ -100,6 +102,10 @@ class FaultyApi:
             raise server_error()
         elif kind == RESET:
             raise connection_reset()
+        elif kind == FORBIDDEN:
+            raise ApiError(
+                403, "Forbidden", f"{label} is forbidden: cannot {verb} this resource", method=verb
+            )
         result = await send()
         if kind == TIMEOUT_APPLIED:
             raise TimeoutError

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from reconciler_fakes import CRASH, SERVER_ERROR, Fault
+from reconciler_fakes import CRASH, FORBIDDEN, SERVER_ERROR, Fault
 from reconciler_harness import NS, Harness, database_class, opted_in_workload
 
 from dbaasctl.controller import reasons
@@ -114,6 +114,19 @@ async def test_a_failed_roll_out_is_an_event_and_is_tried_again_while_the_rotati
     h.api.requests.clear()
     await h.converge()
     assert not [r for r in h.api.requests if r.startswith("patch")]
+
+
+async def test_a_roll_out_refused_by_rbac_names_what_the_operator_may_not_do() -> None:
+    """The administrator must grant it (the chart's `operator.rolloutWorkloads`), so the Event quotes the
+    API server's refusal rather than a bare status."""
+    h = await _harness()
+    await h.edit({"metadata": {"annotations": {"dbaasctl.io/rotate": "v1"}}})
+    h.api.faults.append(Fault("patch web", FORBIDDEN))
+    await h.reconcile()
+    failed = [n for _, r, n in h.events.items if r == reasons.ROLLOUT_FAILED]
+    assert failed == [
+        "could not roll: Deployment/web: 403 Forbidden: patch web is forbidden: cannot patch this resource"
+    ]
 
 
 async def test_an_operator_stopped_between_the_rotation_record_and_the_roll_out_rolls_after_restart() -> None:
