@@ -249,6 +249,8 @@ def test_a_refused_write_names_what_the_server_refused() -> None:
     # A validation message can quote the request (a Secret's data): it is not repeated in conditions.
     invalid = ApiError(422, "Invalid", 'Secret "orders-credentials" is invalid: data[password]: "c2VjcmV0"')
     assert describe_failure(invalid) == "422 Invalid"
+    # Anything else is named by its type: its text is unknown, and a roll-out failure is not logged.
+    assert describe_failure(KeyError("password=hunter2")) == "unexpected error (KeyError)"
 
 
 async def test_a_create_reads_the_absent_secret_once_and_recovers_when_it_appears_meanwhile() -> None:

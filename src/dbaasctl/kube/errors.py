@@ -146,7 +146,8 @@ def describe_failure(exc: BaseException) -> str:
 
     For a permission refusal (403) the server's own message follows: it names the missing right or the
     admission plugin that refused, and an administrator must act on it. Other messages (400, 422) can
-    quote the request body, which may hold credentials, so they stay in the operator's log.
+    quote the request body, which may hold credentials, so they stay in the operator's log. Anything
+    else is named by its type only: its text may be anything, and not every caller logs it.
     """
     if isinstance(exc, ApiError):
         status = f"{exc.status} {exc.reason}".strip()
@@ -157,4 +158,4 @@ def describe_failure(exc: BaseException) -> str:
         return "the API server did not answer in time"
     if isinstance(exc, aiohttp.ClientError | OSError):
         return "the connection to the API server failed"
-    return "unexpected error, see the operator log"
+    return f"unexpected error ({type(exc).__name__})"
